@@ -1,0 +1,201 @@
+//! The context switch: a corosensei coroutine running on a pooled [`Stack`],
+//! behind a small safe interface for the runtime.
+//!
+//! A [`Fiber`] is started and continued with [`Fiber::resume`]; code running
+//! on it gives control back with [`suspend`], passing one word to the
+//! resumer. When the fiber's function returns, `resume` reports `Finished`
+//! and [`Fiber::into_stack`] hands the stack back for reuse.
+//!
+//! Each thread keeps a small context in a thread-local: the yielder of the
+//! fiber running on it (if any) and the bounds of the stack it runs on (for
+//! [`crate::grow`]). `resume` installs the fiber's context and puts the
+//! previous one back afterwards, so the context always describes the code
+//! running right now, on whichever thread a fiber is resumed. The
+//! thread-local is read only through `#[inline(never)]` functions: a fiber
+//! may stop on one thread and continue on another, and a thread-local address
+//! computed before a switch must never be reused after it.
+//!
+//! `Fiber` is `!Send`, like corosensei's coroutine: what may sit on a
+//! suspended fiber's stack is arbitrary. The runtime moves fibers between
+//! threads and carries that argument itself (see `docs/safety.md`).
+
+use std::cell::Cell;
+use std::mem::ManuallyDrop;
+
+use corosensei::{Coroutine, CoroutineResult, Yielder};
+
+use crate::Stack;
+
+type Co = Coroutine<(), usize, (), Stack>;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx {
+    yielder: *const Yielder<(), usize>,
+    /// Lowest usable address of the stack running now (0: not yet known).
+    pub(crate) limit: usize,
+    /// Top of that stack's slot if it is one of ours (0 otherwise).
+    pub(crate) top: usize,
+}
+
+impl Ctx {
+    const NONE: Ctx = Ctx {
+        yielder: std::ptr::null(),
+        limit: 0,
+        top: 0,
+    };
+}
+
+thread_local! {
+    static CURRENT: Cell<Ctx> = const { Cell::new(Ctx::NONE) };
+}
+
+#[inline(never)]
+pub(crate) fn current_ctx() -> Ctx {
+    CURRENT.with(|c| c.get())
+}
+
+#[inline(never)]
+fn swap_ctx(new: Ctx) -> Ctx {
+    CURRENT.with(|c| c.replace(new))
+}
+
+/// Sets the stack bounds of the running context, keeping its yielder.
+#[inline(never)]
+pub(crate) fn set_bounds(limit: usize, top: usize) {
+    CURRENT.with(|c| {
+        let mut ctx = c.get();
+        ctx.limit = limit;
+        ctx.top = top;
+        c.set(ctx);
+    })
+}
+
+#[inline(never)]
+fn set_yielder(y: *const Yielder<(), usize>) {
+    CURRENT.with(|c| {
+        let mut ctx = c.get();
+        ctx.yielder = y;
+        c.set(ctx);
+    })
+}
+
+/// What [`Fiber::resume`] saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resumed {
+    /// The fiber called [`suspend`] with this word.
+    Suspended(usize),
+    /// The fiber's function returned.
+    Finished,
+}
+
+/// A function running on its own [`Stack`] that can stop and be continued.
+pub struct Fiber {
+    co: ManuallyDrop<Co>,
+    ctx: Ctx,
+}
+
+impl Fiber {
+    /// Prepares `f` to run on `stack`. Nothing runs until the first
+    /// [`resume`](Fiber::resume).
+    ///
+    /// A panic escaping `f` propagates out of `resume`; callers that must
+    /// survive panics catch them inside `f`.
+    pub fn new<F: FnOnce() + 'static>(stack: Stack, f: F) -> Fiber {
+        let ctx = Ctx {
+            yielder: std::ptr::null(),
+            limit: stack.bottom(),
+            top: stack.top(),
+        };
+        let co = Coroutine::with_stack(stack, move |y: &Yielder<(), usize>, ()| {
+            set_yielder(y);
+            f();
+        });
+        Fiber {
+            co: ManuallyDrop::new(co),
+            ctx,
+        }
+    }
+
+    /// Runs the fiber until it suspends or finishes.
+    ///
+    /// # Panics
+    /// If the fiber already finished, or if its function panicked.
+    pub fn resume(&mut self) -> Resumed {
+        crate::overflow::ensure_altstack();
+        let outer = swap_ctx(self.ctx);
+        // Put the resumer's context back even if the fiber's function panics.
+        struct Restore(Ctx);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                swap_ctx(self.0);
+            }
+        }
+        let restore = Restore(outer);
+        let result = self.co.resume(());
+        std::mem::forget(restore);
+        self.ctx = swap_ctx(outer);
+        match result {
+            CoroutineResult::Yield(word) => Resumed::Suspended(word),
+            CoroutineResult::Return(()) => Resumed::Finished,
+        }
+    }
+
+    /// True once the fiber's function has returned.
+    pub fn is_finished(&self) -> bool {
+        self.co.done()
+    }
+
+    /// True once the fiber has been resumed at least once.
+    pub fn is_started(&self) -> bool {
+        self.co.started()
+    }
+
+    /// Takes back the stack of a finished fiber.
+    ///
+    /// # Panics
+    /// If the fiber has not finished.
+    pub fn into_stack(self) -> Stack {
+        assert!(
+            self.co.done(),
+            "corun-stacks: into_stack on a fiber that has not finished"
+        );
+        let mut this = ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again, so the coroutine is
+        // taken out exactly once.
+        let co = unsafe { ManuallyDrop::take(&mut this.co) };
+        co.into_stack()
+    }
+}
+
+impl Drop for Fiber {
+    fn drop(&mut self) {
+        // Unwinding a suspended fiber runs its destructors on its own stack:
+        // give them the fiber's context so nested `suspend` calls and `grow`
+        // see the right fiber.
+        let outer = swap_ctx(self.ctx);
+        // SAFETY: `co` is dropped exactly once, here.
+        unsafe { ManuallyDrop::drop(&mut self.co) };
+        swap_ctx(outer);
+    }
+}
+
+/// True when the caller runs on a fiber.
+pub fn in_fiber() -> bool {
+    !current_ctx().yielder.is_null()
+}
+
+/// Stops the running fiber and hands `word` to whoever resumed it; returns
+/// when the fiber is resumed again, possibly on another thread.
+///
+/// # Panics
+/// When called outside a fiber.
+#[inline(never)]
+pub fn suspend(word: usize) {
+    let y = current_ctx().yielder;
+    assert!(!y.is_null(), "corun-stacks: suspend called outside a fiber");
+    // SAFETY: `y` was stored by the running fiber's entry closure and points
+    // to the Yielder corosensei keeps on that fiber's stack, which lives as
+    // long as the fiber runs; we are running on it now. `resume` replaces the
+    // context whenever a different fiber runs on this thread.
+    unsafe { (*y).suspend(word) };
+}

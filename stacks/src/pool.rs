@@ -1,0 +1,310 @@
+//! Stack pooling: a per-thread cache in front of a global pool.
+//!
+//! A stack lives in one of four places:
+//!
+//! 1. in use (a [`Stack`](crate::Stack) value exists);
+//! 2. a thread cache: up to `THREAD_CACHE_MAX` per size, no lock, no syscall;
+//! 3. the global pool's hot list: up to `GLOBAL_HOT_MAX` per size. Stacks
+//!    arrive "dirty" (pages below the hot window may be resident) and a trim
+//!    releases those pages, leaving only the hot window at the top;
+//! 4. released: every page given back, the slot on the arena's free list.
+//!
+//! Acquire and release touch only the thread cache in the steady state. The
+//! system calls that give memory back are batched in [`trim`], which the pool
+//! runs itself at most every `TRIM_INTERVAL` when stacks move to or from the
+//! global pool, and which the runtime also calls when it goes idle. Released
+//! slots are sorted so that neighbours are released by one `madvise` (guard
+//! markers survive `MADV_DONTNEED`).
+//!
+//! `MADV_DONTNEED` rather than `MADV_FREE`: RSS falls at once, as Go chose in
+//! 1.16, and a lazily freed page is not cheaper to reuse than a resident hot
+//! window. `docs/stacks.md` has the measurements.
+
+use std::cell::RefCell;
+use std::io;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use crate::arena::{self, GUARD_SIZE, GuardMode, SlotAllocator};
+use crate::os;
+
+/// Bytes at the top of a pooled stack that stay resident so a recycled stack
+/// starts without page faults.
+pub const HOT_WINDOW: usize = 16 * 1024;
+
+const THREAD_CACHE_MAX: usize = 32;
+const GLOBAL_HOT_MAX: usize = 1024;
+const TRIM_INTERVAL: Duration = Duration::from_millis(100);
+
+static IN_USE: AtomicUsize = AtomicUsize::new(0);
+static THREAD_CACHED: AtomicUsize = AtomicUsize::new(0);
+static GLOBAL_CACHED: AtomicUsize = AtomicUsize::new(0);
+static LAST_TRIM_NANOS: AtomicU64 = AtomicU64::new(0);
+
+struct SizePool {
+    alloc: SlotAllocator,
+    /// Pooled stacks whose deep pages may be resident (newest last).
+    dirty: Vec<usize>,
+    /// Pooled stacks trimmed to their hot window.
+    clean: Vec<usize>,
+    /// Stacks beyond the pool bound, waiting to be released entirely.
+    excess: Vec<usize>,
+}
+
+impl SizePool {
+    fn pooled(&self) -> usize {
+        self.dirty.len() + self.clean.len()
+    }
+}
+
+fn global() -> MutexGuard<'static, Vec<SizePool>> {
+    static GLOBAL: Mutex<Vec<SizePool>> = Mutex::new(Vec::new());
+    // A panic while holding this lock cannot leave the pool inconsistent:
+    // every update is a push or pop on plain vectors.
+    GLOBAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn size_pool(pools: &mut Vec<SizePool>, size: usize) -> &mut SizePool {
+    let at = match pools.iter().position(|p| p.alloc.size() == size) {
+        Some(at) => at,
+        None => {
+            pools.push(SizePool {
+                alloc: SlotAllocator::new(size),
+                dirty: Vec::new(),
+                clean: Vec::new(),
+                excess: Vec::new(),
+            });
+            pools.len() - 1
+        }
+    };
+    &mut pools[at]
+}
+
+struct CachedSize {
+    size: usize,
+    tops: Vec<usize>,
+}
+
+struct ThreadCache {
+    sizes: Vec<CachedSize>,
+}
+
+impl ThreadCache {
+    fn entry(&mut self, size: usize) -> &mut CachedSize {
+        let at = match self.sizes.iter().position(|c| c.size == size) {
+            Some(at) => at,
+            None => {
+                self.sizes.push(CachedSize {
+                    size,
+                    tops: Vec::with_capacity(THREAD_CACHE_MAX + 1),
+                });
+                self.sizes.len() - 1
+            }
+        };
+        &mut self.sizes[at]
+    }
+}
+
+impl Drop for ThreadCache {
+    fn drop(&mut self) {
+        for cached in self.sizes.drain(..) {
+            THREAD_CACHED.fetch_sub(cached.tops.len(), Ordering::Relaxed);
+            give_to_global(cached.size, cached.tops);
+        }
+    }
+}
+
+thread_local! {
+    static CACHE: RefCell<ThreadCache> = const { RefCell::new(ThreadCache { sizes: Vec::new() }) };
+}
+
+/// Takes a stack of `size` usable bytes (already validated and page-rounded);
+/// returns the slot top.
+#[inline(never)]
+pub fn acquire(size: usize) -> io::Result<usize> {
+    let cached = CACHE
+        .try_with(|c| {
+            let mut c = c.borrow_mut();
+            let entry = c.entry(size);
+            if let Some(top) = entry.tops.pop() {
+                THREAD_CACHED.fetch_sub(1, Ordering::Relaxed);
+                return Some(Ok(top));
+            }
+            // Refill half the cache from the global pool in one lock.
+            let mut pools = global();
+            let pool = size_pool(&mut pools, size);
+            let want = THREAD_CACHE_MAX / 2;
+            let take_dirty = want.min(pool.dirty.len());
+            let at = pool.dirty.len() - take_dirty;
+            entry.tops.extend(pool.dirty.drain(at..));
+            let take_clean = (want - take_dirty).min(pool.clean.len());
+            let at = pool.clean.len() - take_clean;
+            entry.tops.extend(pool.clean.drain(at..));
+            let got = entry.tops.len();
+            if let Some(top) = entry.tops.pop() {
+                GLOBAL_CACHED.fetch_sub(got, Ordering::Relaxed);
+                THREAD_CACHED.fetch_add(got - 1, Ordering::Relaxed);
+                return Some(Ok(top));
+            }
+            Some(pool.alloc.alloc())
+        })
+        .ok()
+        .flatten();
+    let top = match cached {
+        Some(r) => r?,
+        // The thread is exiting and its cache is gone: use the global pool.
+        None => take_from_global(size)?,
+    };
+    IN_USE.fetch_add(1, Ordering::Relaxed);
+    Ok(top)
+}
+
+fn take_from_global(size: usize) -> io::Result<usize> {
+    let mut pools = global();
+    let pool = size_pool(&mut pools, size);
+    if let Some(top) = pool.dirty.pop().or_else(|| pool.clean.pop()) {
+        GLOBAL_CACHED.fetch_sub(1, Ordering::Relaxed);
+        return Ok(top);
+    }
+    pool.alloc.alloc()
+}
+
+/// Returns a stack to the calling thread's cache, spilling the older half to
+/// the global pool when the cache is full.
+#[inline(never)]
+pub fn release(top: usize, size: usize) {
+    IN_USE.fetch_sub(1, Ordering::Relaxed);
+    let spilled = CACHE.try_with(|c| {
+        let mut c = c.borrow_mut();
+        let entry = c.entry(size);
+        entry.tops.push(top);
+        if entry.tops.len() <= THREAD_CACHE_MAX {
+            THREAD_CACHED.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let spill: Vec<usize> = entry.tops.drain(..THREAD_CACHE_MAX / 2).collect();
+        THREAD_CACHED.fetch_sub(spill.len() - 1, Ordering::Relaxed);
+        Some(spill)
+    });
+    match spilled {
+        Ok(None) => {}
+        Ok(Some(spill)) => give_to_global(size, spill),
+        Err(_) => give_to_global(size, vec![top]),
+    }
+}
+
+fn give_to_global(size: usize, tops: Vec<usize>) {
+    {
+        let mut pools = global();
+        let pool = size_pool(&mut pools, size);
+        GLOBAL_CACHED.fetch_add(tops.len(), Ordering::Relaxed);
+        pool.dirty.extend(tops);
+        let over = pool.pooled().saturating_sub(GLOBAL_HOT_MAX);
+        if over > 0 {
+            // The oldest trimmed stacks go first; then the oldest dirty ones.
+            let from_clean = over.min(pool.clean.len());
+            pool.excess.extend(pool.clean.drain(..from_clean));
+            let from_dirty = over - from_clean;
+            pool.excess.extend(pool.dirty.drain(..from_dirty));
+        }
+    }
+    if trim_due() {
+        trim_global();
+    }
+}
+
+fn trim_due() -> bool {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let now = EPOCH.get_or_init(Instant::now).elapsed().as_nanos() as u64;
+    let last = LAST_TRIM_NANOS.load(Ordering::Relaxed);
+    now.saturating_sub(last) >= TRIM_INTERVAL.as_nanos() as u64
+        && LAST_TRIM_NANOS
+            .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+}
+
+/// Gives memory back: the calling thread's cache moves to the global pool,
+/// pooled stacks are trimmed to their hot window, and stacks beyond the pool
+/// bound are released entirely. Cheap when there is nothing to do.
+pub fn trim() {
+    let _ = CACHE.try_with(|c| {
+        let sizes = std::mem::take(&mut c.borrow_mut().sizes);
+        for cached in sizes {
+            THREAD_CACHED.fetch_sub(cached.tops.len(), Ordering::Relaxed);
+            let mut pools = global();
+            let pool = size_pool(&mut pools, cached.size);
+            GLOBAL_CACHED.fetch_add(cached.tops.len(), Ordering::Relaxed);
+            pool.dirty.extend(cached.tops);
+        }
+    });
+    trim_global();
+}
+
+/// Does the batched release work outside the pool lock.
+fn trim_global() {
+    struct Work {
+        size: usize,
+        slot: usize,
+        dirty: Vec<usize>,
+        excess: Vec<usize>,
+    }
+    let work: Vec<Work> = {
+        let mut pools = global();
+        pools
+            .iter_mut()
+            .filter(|p| !p.dirty.is_empty() || !p.excess.is_empty())
+            .map(|p| Work {
+                size: p.alloc.size(),
+                slot: p.alloc.slot_size(),
+                dirty: std::mem::take(&mut p.dirty),
+                excess: std::mem::take(&mut p.excess),
+            })
+            .collect()
+    };
+    for mut w in work {
+        for &top in &w.dirty {
+            // Keep the hot window; everything below it down to the guard goes.
+            os::release(top - w.size, w.size - HOT_WINDOW.min(w.size));
+        }
+        GLOBAL_CACHED.fetch_sub(w.excess.len(), Ordering::Relaxed);
+        release_slots(&mut w.excess, w.slot);
+        let mut pools = global();
+        let pool = size_pool(&mut pools, w.size);
+        pool.clean.append(&mut w.dirty);
+        pool.alloc.free_released(w.excess);
+    }
+}
+
+/// Releases every page of the given slots, one `madvise` per run of
+/// neighbouring slots when guards are markers (they survive the release).
+fn release_slots(tops: &mut [usize], slot: usize) {
+    tops.sort_unstable();
+    if arena::guard_mode() == GuardMode::Mprotect {
+        // Guards are separate mappings here: release each usable range alone.
+        for &top in tops.iter() {
+            os::release(top - slot + GUARD_SIZE, slot - GUARD_SIZE);
+        }
+        return;
+    }
+    let mut i = 0;
+    while i < tops.len() {
+        let mut j = i + 1;
+        while j < tops.len() && tops[j] == tops[j - 1] + slot {
+            j += 1;
+        }
+        let start = tops[i] - slot + GUARD_SIZE;
+        os::release(start, tops[j - 1] - start);
+        i = j;
+    }
+}
+
+/// Counts of stacks by where they are.
+pub fn counts() -> (usize, usize, usize) {
+    let free: usize = global().iter().map(|p| p.alloc.free_slots()).sum();
+    (
+        IN_USE.load(Ordering::Relaxed),
+        THREAD_CACHED.load(Ordering::Relaxed) + GLOBAL_CACHED.load(Ordering::Relaxed),
+        free,
+    )
+}
