@@ -64,8 +64,8 @@ fn on_segment<R, F: FnOnce() -> R>(segment_size: usize, f: F) -> R {
     });
     let outer = current_ctx();
     // Label the segment after the stack it extends, for the overflow report.
-    // SAFETY: `outer.top` is the top of a live slot of ours when non-zero.
     let owner = if outer.top != 0 {
+        // SAFETY: `outer.top` is the top of a live slot of ours when non-zero.
         unsafe { Label::read(outer.top) }
     } else {
         None

@@ -1,0 +1,311 @@
+//! The registry of live coroutines, and the views built on it: `stats()`,
+//! `coroutines()`, `dump()`.
+//!
+//! Every live task is in the registry from spawn until it completes: a
+//! sharded slab, each shard behind its own lock, the shard chosen by the
+//! spawning thread so spawners on different threads do not contend. The
+//! registry's reference also keeps a coroutine that parks forever alive and
+//! visible, as Go keeps a leaked goroutine.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::park::WaitReason;
+use crate::sched::Shared;
+use crate::task::{self, Header, TaskRef};
+
+const SHARDS: usize = 32;
+
+pub(crate) struct Registry {
+    shards: Box<[Mutex<Slab>]>,
+}
+
+#[derive(Default)]
+struct Slab {
+    slots: Vec<Option<TaskRef>>,
+    free: Vec<u32>,
+    live: usize,
+}
+
+fn lock(m: &Mutex<Slab>) -> MutexGuard<'_, Slab> {
+    // Slab updates are single pushes and takes; poisoning cannot break them.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registry {
+    pub(crate) fn new() -> Registry {
+        Registry {
+            shards: (0..SHARDS).map(|_| Mutex::new(Slab::default())).collect(),
+        }
+    }
+
+    pub(crate) fn insert(&self, task: &TaskRef) {
+        let shard = shard_hint();
+        let mut slab = lock(&self.shards[shard]);
+        let idx = match slab.free.pop() {
+            Some(i) => {
+                slab.slots[i as usize] = Some(task.clone());
+                i
+            }
+            None => {
+                slab.slots.push(Some(task.clone()));
+                (slab.slots.len() - 1) as u32
+            }
+        };
+        slab.live += 1;
+        task.header()
+            .registry_slot
+            .store((shard as u64) << 32 | idx as u64, Ordering::Relaxed);
+    }
+
+    pub(crate) fn remove(&self, header: &Header) {
+        let slot = header.registry_slot.swap(u64::MAX, Ordering::Relaxed);
+        if slot == u64::MAX {
+            return;
+        }
+        let (shard, idx) = ((slot >> 32) as usize, slot as u32);
+        let taken = {
+            let mut slab = lock(&self.shards[shard]);
+            let taken = slab.slots[idx as usize].take();
+            slab.free.push(idx);
+            slab.live -= 1;
+            taken
+        };
+        // Dropped outside the lock: it may be the last reference.
+        drop(taken);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<TaskRef> {
+        let mut out = Vec::new();
+        for shard in self.shards.iter() {
+            out.extend(lock(shard).slots.iter().flatten().cloned());
+        }
+        out
+    }
+
+    /// Runtime shutdown: completes every unfinished task with an error,
+    /// without running the rest of its code (as a Go program's goroutines
+    /// simply stop at exit), so joiners return.
+    pub(crate) fn abandon_all(&self) {
+        for task in self.snapshot() {
+            task.header().abandon();
+            self.remove(task.header());
+        }
+    }
+}
+
+fn shard_hint() -> usize {
+    use std::sync::atomic::AtomicUsize;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
+    }
+    SHARD.with(|s| *s)
+}
+
+/// A coroutine's scheduling state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum State {
+    /// Running on a worker.
+    Running,
+    /// Ready, waiting for a worker.
+    Runnable,
+    /// Parked; see the wait reason.
+    Waiting,
+    /// Running inside `blocking()`.
+    Syscall,
+}
+
+impl State {
+    /// Go's name for the state.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Running => "running",
+            State::Runnable => "runnable",
+            State::Waiting => "waiting",
+            State::Syscall => "syscall",
+        }
+    }
+}
+
+/// One live coroutine, as seen by [`coroutines`].
+#[derive(Clone, Debug)]
+pub struct CoroutineInfo {
+    /// Unique id.
+    pub id: u64,
+    /// Name given at spawn, if any.
+    pub name: Option<String>,
+    /// Scheduling state.
+    pub state: State,
+    /// What it waits for (`WaitReason::None` unless waiting or in a syscall).
+    pub wait_reason: WaitReason,
+    /// Where it was spawned (`file:line:column`).
+    pub spawn_site: &'static std::panic::Location<'static>,
+    /// How long it has been in its state (coarse: sysmon's clock).
+    pub time_in_state: Duration,
+    /// True for `Builder::pinned(true)` coroutines.
+    pub pinned: bool,
+    /// Reserved stack bytes.
+    pub stack_size: usize,
+}
+
+fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
+    let h = t.header();
+    let reason = h.wait_reason();
+    let state = match h.lifecycle() {
+        task::IDLE => State::Waiting,
+        task::SCHEDULED => State::Runnable,
+        task::RUNNING if reason == WaitReason::Blocking => State::Syscall,
+        task::RUNNING => State::Running,
+        _ => return None,
+    };
+    let since = h.since.load(Ordering::Relaxed);
+    Some(CoroutineInfo {
+        id: h.id,
+        name: h.name.as_deref().map(str::to_owned),
+        state,
+        wait_reason: if matches!(state, State::Waiting | State::Syscall) {
+            reason
+        } else {
+            WaitReason::None
+        },
+        spawn_site: h.spawn_site,
+        time_in_state: Duration::from_nanos(now.saturating_sub(since)),
+        pinned: h.pinned,
+        stack_size: h.stack_size,
+    })
+    .filter(|_| std::ptr::eq(h.shared, shared))
+}
+
+/// Every live coroutine of the current runtime (the global one outside
+/// coroutines), ordered by id.
+pub fn coroutines() -> Vec<CoroutineInfo> {
+    let shared = crate::sched::current_shared();
+    let now = shared.tick_coarse();
+    let mut v: Vec<_> = shared
+        .registry
+        .snapshot()
+        .iter()
+        .filter_map(|t| info(shared, t, now))
+        .collect();
+    v.sort_by_key(|c| c.id);
+    v
+}
+
+/// A listing of every live coroutine in the format of Go's goroutine dump:
+///
+/// ```text
+/// coroutine 7 "worker" [chan receive, 2 minutes]:
+/// created at src/main.rs:12:5
+/// ```
+pub fn dump() -> String {
+    let mut out = String::new();
+    for c in coroutines() {
+        let name = c
+            .name
+            .as_deref()
+            .map(|n| format!(" \"{n}\""))
+            .unwrap_or_default();
+        let what = match c.state {
+            State::Waiting => c.wait_reason.as_str(),
+            s => s.as_str(),
+        };
+        let mins = c.time_in_state.as_secs() / 60;
+        let age = if mins > 0 {
+            format!(", {mins} minutes")
+        } else {
+            String::new()
+        };
+        let pinned = if c.pinned { ", locked to thread" } else { "" };
+        let _ = writeln!(out, "coroutine {}{name} [{what}{age}{pinned}]:", c.id);
+        let _ = writeln!(out, "created at {}\n", c.spawn_site);
+    }
+    out
+}
+
+/// Counters and gauges of the current runtime.
+#[derive(Clone, Debug, Default)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Live coroutines (spawned, not finished).
+    pub coroutines: usize,
+    /// ... of which running on a worker.
+    pub running: usize,
+    /// ... ready and queued.
+    pub runnable: usize,
+    /// ... parked.
+    pub waiting: usize,
+    /// ... inside `blocking()`.
+    pub syscall: usize,
+    /// Processors (the `workers` setting).
+    pub ps: usize,
+    /// Idle processors now.
+    pub idle_ps: usize,
+    /// Worker OS threads alive (Ms).
+    pub ms: usize,
+    /// Ms sleeping in the idle list.
+    pub idle_ms: usize,
+    /// Ms spinning in search of work.
+    pub spinning_ms: usize,
+    /// Coroutines spawned since start.
+    pub spawned: u64,
+    /// Switches back to the scheduler (parks, yields, finishes).
+    pub switches: u64,
+    /// Successful steals from another P's queue.
+    pub steals: u64,
+    /// Ps taken from a blocked or stuck M and handed to another.
+    pub handoffs: u64,
+    /// Timers armed and not yet fired or cancelled.
+    pub timers: usize,
+    /// Coroutines waiting in the global queue.
+    pub global_queue: usize,
+    /// Coroutine stacks in use (all runtimes).
+    pub stacks_in_use: usize,
+    /// Stacks pooled for reuse (all runtimes).
+    pub stacks_pooled: usize,
+    /// Address space reserved for stacks (all runtimes).
+    pub stack_bytes_reserved: usize,
+}
+
+/// A snapshot of the current runtime's counters. Scans the registry, so it
+/// costs O(live coroutines).
+pub fn stats() -> Stats {
+    stats_of(crate::sched::current_shared())
+}
+
+pub(crate) fn stats_of(shared: &Shared) -> Stats {
+    let mut s = Stats {
+        ps: shared.ps.len(),
+        ..Stats::default()
+    };
+    for t in shared.registry.snapshot() {
+        s.coroutines += 1;
+        match t.header().lifecycle() {
+            task::IDLE => s.waiting += 1,
+            task::SCHEDULED => s.runnable += 1,
+            task::RUNNING if t.header().wait_reason() == WaitReason::Blocking => s.syscall += 1,
+            task::RUNNING => s.running += 1,
+            _ => s.coroutines -= 1,
+        }
+    }
+    s.idle_ps = shared.npidle();
+    s.ms = shared.nm.load(Ordering::Relaxed);
+    s.idle_ms = shared.idle_ms();
+    s.spinning_ms = shared.nmspinning();
+    for p in shared.ps.iter() {
+        s.spawned += p.spawned.load(Ordering::Relaxed);
+        s.switches += p.switches.load(Ordering::Relaxed);
+        s.steals += p.steals.load(Ordering::Relaxed);
+        s.timers += p.timers.live();
+    }
+    s.spawned += shared.spawned_off_p.load(Ordering::Relaxed);
+    s.handoffs = shared.handoffs.load(Ordering::Relaxed);
+    s.global_queue = shared.injector_len();
+    let st = corun_stacks::stats();
+    s.stacks_in_use = st.in_use;
+    s.stacks_pooled = st.pooled;
+    s.stack_bytes_reserved = st.reserved_bytes;
+    s
+}

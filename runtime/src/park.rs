@@ -1,0 +1,269 @@
+//! Park and unpark: the one waiting primitive everything else is built on.
+//!
+//! Inside a coroutine, [`park`] switches away and leaves the OS thread to
+//! other coroutines; outside one it parks the OS thread. An [`Unparker`]
+//! taken with [`unparker`] wakes whichever it was taken from, from any
+//! thread or coroutine.
+//!
+//! The contract is std's `thread::park`: each waiter has one wake token. An
+//! unpark that arrives before the park is kept and makes the park return at
+//! once; several unparks before a park collapse into one; `park` may return
+//! without an unpark (rarely), so callers wait in a loop on their own
+//! condition. Upper crates keep their waiter queues so that an unpark is
+//! issued once per wake-up they mean; a coroutine is resumed at most once per
+//! wake and never by two threads.
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::task::{Header, TaskRef};
+use crate::{sched, tls};
+
+/// Why a coroutine waits; shown by `runtime::coroutines()` and `dump()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+#[repr(u8)]
+pub enum WaitReason {
+    /// Not waiting.
+    None = 0,
+    /// Joining another coroutine.
+    Join,
+    /// In `sleep`.
+    Sleep,
+    /// Sending on a channel.
+    ChanSend,
+    /// Receiving from a channel.
+    ChanReceive,
+    /// In `select!` or `Select`.
+    Select,
+    /// In a select with no operations (`never()`).
+    SelectNoCases,
+    /// Locking a mutex.
+    Mutex,
+    /// Read-locking an RwLock.
+    RwLockRead,
+    /// Write-locking an RwLock.
+    RwLockWrite,
+    /// Waiting on a condition variable.
+    Condvar,
+    /// In `WaitGroup::wait`.
+    WaitGroup,
+    /// Acquiring a semaphore.
+    Semaphore,
+    /// Waiting at a barrier.
+    Barrier,
+    /// Waiting for a `Once` to finish elsewhere.
+    Once,
+    /// Waiting for a socket or fd to become readable.
+    IoRead,
+    /// Waiting for a socket or fd to become writable.
+    IoWrite,
+    /// Waiting in `accept`.
+    Accept,
+    /// Waiting for `connect` to complete.
+    Connect,
+    /// Running a blocking call in `blocking()` (Go's "syscall").
+    Blocking,
+    /// Parked by other code.
+    Park,
+}
+
+impl WaitReason {
+    const ALL: [WaitReason; 21] = [
+        WaitReason::None,
+        WaitReason::Join,
+        WaitReason::Sleep,
+        WaitReason::ChanSend,
+        WaitReason::ChanReceive,
+        WaitReason::Select,
+        WaitReason::SelectNoCases,
+        WaitReason::Mutex,
+        WaitReason::RwLockRead,
+        WaitReason::RwLockWrite,
+        WaitReason::Condvar,
+        WaitReason::WaitGroup,
+        WaitReason::Semaphore,
+        WaitReason::Barrier,
+        WaitReason::Once,
+        WaitReason::IoRead,
+        WaitReason::IoWrite,
+        WaitReason::Accept,
+        WaitReason::Connect,
+        WaitReason::Blocking,
+        WaitReason::Park,
+    ];
+
+    pub(crate) fn from_u8(v: u8) -> WaitReason {
+        WaitReason::ALL
+            .get(v as usize)
+            .copied()
+            .unwrap_or(WaitReason::Park)
+    }
+
+    /// The text Go's goroutine dump would show.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WaitReason::None => "",
+            WaitReason::Join => "join",
+            WaitReason::Sleep => "sleep",
+            WaitReason::ChanSend => "chan send",
+            WaitReason::ChanReceive => "chan receive",
+            WaitReason::Select => "select",
+            WaitReason::SelectNoCases => "select (no cases)",
+            WaitReason::Mutex => "mutex",
+            WaitReason::RwLockRead => "rwlock read",
+            WaitReason::RwLockWrite => "rwlock write",
+            WaitReason::Condvar => "condvar",
+            WaitReason::WaitGroup => "waitgroup",
+            WaitReason::Semaphore => "semaphore",
+            WaitReason::Barrier => "barrier",
+            WaitReason::Once => "once",
+            WaitReason::IoRead => "io read",
+            WaitReason::IoWrite => "io write",
+            WaitReason::Accept => "accept",
+            WaitReason::Connect => "connect",
+            WaitReason::Blocking => "syscall",
+            WaitReason::Park => "park",
+        }
+    }
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Wakes one parked coroutine or thread. Cheap to clone.
+#[derive(Clone)]
+pub struct Unparker(Target);
+
+#[derive(Clone)]
+enum Target {
+    Task(TaskRef),
+    Thread(std::thread::Thread),
+}
+
+impl Unparker {
+    /// Makes the waiter's current or next `park` return.
+    pub fn unpark(&self) {
+        match &self.0 {
+            Target::Task(task) => {
+                if let Some(scheduled) = task.notify() {
+                    sched::enqueue_woken(scheduled);
+                }
+            }
+            Target::Thread(thread) => thread.unpark(),
+        }
+    }
+
+    /// True if both wake the same coroutine or thread.
+    pub fn same_waiter(&self, other: &Unparker) -> bool {
+        match (&self.0, &other.0) {
+            (Target::Task(a), Target::Task(b)) => a.as_ptr() == b.as_ptr(),
+            (Target::Thread(a), Target::Thread(b)) => a.id() == b.id(),
+            _ => false,
+        }
+    }
+
+    /// True if this wakes a coroutine (not an OS thread).
+    pub fn is_coroutine(&self) -> bool {
+        matches!(self.0, Target::Task(_))
+    }
+
+    pub(crate) fn from_task(task: TaskRef) -> Unparker {
+        Unparker(Target::Task(task))
+    }
+}
+
+impl fmt::Debug for Unparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            Target::Task(t) => write!(f, "Unparker(coroutine {})", t.header().id),
+            Target::Thread(t) => write!(f, "Unparker(thread {:?})", t.id()),
+        }
+    }
+}
+
+/// An unparker for the calling coroutine, or the calling thread outside
+/// coroutines.
+pub fn unparker() -> Unparker {
+    match current_task() {
+        Some(task) => Unparker(Target::Task(task)),
+        None => Unparker(Target::Thread(std::thread::current())),
+    }
+}
+
+fn current_task() -> Option<TaskRef> {
+    let ptr = tls::current_task_ptr();
+    if ptr.is_null() {
+        return None;
+    }
+    // SAFETY: the scheduler keeps a reference to the running task for as
+    // long as `ptr` is published; we add our own.
+    let borrowed = std::mem::ManuallyDrop::new(unsafe { TaskRef::from_raw(ptr.cast_mut()) });
+    Some((*borrowed).clone())
+}
+
+/// Waits until unparked (see the module docs for the exact contract).
+/// `reason` is what introspection shows meanwhile.
+pub fn park(reason: WaitReason) {
+    let task = tls::current_task_ptr();
+    if task.is_null() {
+        std::thread::park();
+        return;
+    }
+    // SAFETY: see `current_task`; the reference is held while we run.
+    park_task(unsafe { &*task }, reason);
+}
+
+/// Like [`park`], but returns by `deadline` at the latest. Returns `true`
+/// if the deadline has passed.
+pub fn park_deadline(reason: WaitReason, deadline: Instant) -> bool {
+    let now = Instant::now();
+    if now >= deadline {
+        return true;
+    }
+    let task = tls::current_task_ptr();
+    if task.is_null() {
+        std::thread::park_timeout(deadline - now);
+        return Instant::now() >= deadline;
+    }
+    // SAFETY: as in `park`.
+    let header = unsafe { &*task };
+    let seq = header.park_seq.load(std::sync::atomic::Ordering::Relaxed);
+    let timers = header.shared.timers_here();
+    timers.add_wake(
+        header.shared,
+        deadline,
+        current_task().expect("running task"),
+        seq,
+    );
+    park_task(header, reason);
+    let expired = Instant::now() >= deadline;
+    if !expired {
+        timers.note_stale();
+    }
+    expired
+}
+
+#[inline(never)]
+fn park_task(header: &Header, reason: WaitReason) {
+    if header.take_notified() {
+        header
+            .park_seq
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        crate::yield_point();
+        return;
+    }
+    header.set_wait_reason(reason);
+    header.since.store(
+        header.shared.coarse_now(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    corun_stacks::fiber::suspend(sched::SUSPEND_PARK);
+    header.set_wait_reason(WaitReason::None);
+    header
+        .park_seq
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}

@@ -1,0 +1,108 @@
+//! Pinned coroutines: `Builder::pinned(true)`.
+//!
+//! A pinned coroutine runs on an OS thread of its own and never leaves it,
+//! as Go's `runtime.LockOSThread` wires a goroutine to its M. Its waits still
+//! park (the thread sleeps on its own futex; timers and wakers find it
+//! through its `Home`), so it can use every corun primitive; `!Send` state
+//! and thread-local addresses stay valid across them. It does not hold a P:
+//! it does not count against `workers` and cannot be preempted.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Mutex, OnceLock};
+use std::thread::{self, Thread};
+
+use corun_stacks::fiber::Resumed;
+
+use crate::sched::{SUSPEND_PARK, Shared};
+use crate::task::TaskRef;
+use crate::tls;
+
+/// Where a pinned task is delivered when it becomes runnable.
+pub(crate) struct Home {
+    ready: Mutex<Option<TaskRef>>,
+    thread: OnceLock<Thread>,
+}
+
+impl Home {
+    pub(crate) fn new() -> Home {
+        Home {
+            ready: Mutex::new(None),
+            thread: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn wake(&self, task: TaskRef) {
+        *self.ready.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
+    fn wait(&self, shared: &Shared) -> Option<TaskRef> {
+        loop {
+            if let Some(t) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
+                return Some(t);
+            }
+            if shared.shutdown.load(Ordering::Acquire) {
+                return None;
+            }
+            thread::park();
+        }
+    }
+}
+
+/// Starts the thread a pinned task lives on; `task` is its queue reference.
+pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<()> {
+    let home = task.header().home.clone().expect("pinned task has a home");
+    let name = format!("corun-pinned-{}", task.header().id);
+    thread::Builder::new().name(name).spawn(move || {
+        let _ = home.thread.set(thread::current());
+        tls::update(|c| c.shared = shared);
+        corun_stacks::ensure_altstack();
+        let mut next = Some(task);
+        loop {
+            let Some(task) = next.take().or_else(|| home.wait(shared)) else {
+                break;
+            };
+            if run(shared, &task) {
+                break;
+            }
+        }
+        tls::update(|c| c.shared = std::ptr::null());
+    })?;
+    Ok(())
+}
+
+/// Runs the task until it parks (false) or finishes (true).
+fn run(shared: &Shared, task: &TaskRef) -> bool {
+    let header = task.header();
+    header.begin_run();
+    loop {
+        // SAFETY: we hold the task RUNNING.
+        let Some(fiber) = (unsafe { header.fiber() }) else {
+            header.complete();
+            shared.registry.remove(header);
+            return true;
+        };
+        tls::set_task(header, true);
+        let resumed = fiber.resume();
+        tls::set_task(std::ptr::null(), false);
+        match resumed {
+            Resumed::Finished => {
+                // SAFETY: RUNNING and finished.
+                unsafe { header.release_fiber() };
+                header.complete();
+                shared.registry.remove(header);
+                return true;
+            }
+            Resumed::Suspended(SUSPEND_PARK) => {
+                if header.end_run_park() {
+                    return false;
+                }
+            }
+            // A yield: nothing else runs on this thread, but let the OS run
+            // other threads before continuing.
+            Resumed::Suspended(_) => thread::yield_now(),
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! `Runtime`: building, the global instance, `block_on`, shutdown, and the
+//! panic hook that names coroutines.
+
+use std::io;
+use std::panic;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, Once, OnceLock};
+
+use crate::sched::Shared;
+use crate::tls;
+
+static RUNTIMES: Mutex<Vec<&'static Shared>> = Mutex::new(Vec::new());
+static GLOBAL: OnceLock<Runtime> = OnceLock::new();
+
+/// Most workers a runtime accepts.
+pub const MAX_WORKERS: usize = 1024;
+/// Default cap on a runtime's worker OS threads (Go's default is 10,000).
+pub const DEFAULT_MAX_THREADS: usize = 10_000;
+
+/// A scheduler instance: Ps, worker threads, sysmon.
+///
+/// Most programs use the global runtime, which starts itself on first use
+/// (configured by `CORUN_WORKERS`, `CORUN_STACK_SIZE`, `CORUN_MAX_THREADS`).
+/// Dropping a built runtime stops its workers; coroutines that have not
+/// finished are completed with an error without running further (their
+/// joiners get `Err`), as goroutines simply stop when a Go program exits.
+pub struct Runtime {
+    shared: &'static Shared,
+}
+
+/// Configures a [`Runtime`].
+#[derive(Clone, Debug, Default)]
+pub struct RuntimeBuilder {
+    workers: Option<usize>,
+    stack_size: Option<usize>,
+    max_threads: Option<usize>,
+    name: Option<String>,
+}
+
+impl RuntimeBuilder {
+    /// Number of Ps: coroutines running in parallel (Go's GOMAXPROCS).
+    /// Default: `CORUN_WORKERS`, else the available parallelism.
+    pub fn workers(mut self, n: usize) -> Self {
+        self.workers = Some(n);
+        self
+    }
+
+    /// Default stack reservation for coroutines spawned without one.
+    /// Default: `CORUN_STACK_SIZE`, else `corun_stacks::DEFAULT_STACK_SIZE`.
+    pub fn stack_size(mut self, bytes: usize) -> Self {
+        self.stack_size = Some(bytes);
+        self
+    }
+
+    /// Cap on worker OS threads, which grow beyond `workers` only while
+    /// coroutines block. Reaching it is a fatal error, as in Go.
+    pub fn max_threads(mut self, n: usize) -> Self {
+        self.max_threads = Some(n);
+        self
+    }
+
+    /// A name for thread names and error messages.
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Starts the runtime. Fails with `InvalidInput` on nonsense settings.
+    pub fn build(self) -> io::Result<Runtime> {
+        let workers = match self.workers {
+            Some(n) => n,
+            None => env_usize("CORUN_WORKERS")
+                .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+        };
+        if !(1..=MAX_WORKERS).contains(&workers) {
+            return Err(invalid(format!(
+                "corun: {workers} workers requested; from 1 to {MAX_WORKERS} are accepted"
+            )));
+        }
+        let stack_size = match self.stack_size.or_else(|| env_usize("CORUN_STACK_SIZE")) {
+            Some(s) => corun_stacks::validate_size(s)?,
+            None => corun_stacks::DEFAULT_STACK_SIZE,
+        };
+        let max_threads = self
+            .max_threads
+            .or_else(|| env_usize("CORUN_MAX_THREADS"))
+            .unwrap_or(DEFAULT_MAX_THREADS);
+        if max_threads < workers {
+            return Err(invalid(format!(
+                "corun: max_threads ({max_threads}) must be at least the number of workers ({workers})"
+            )));
+        }
+        static IDS: AtomicUsize = AtomicUsize::new(0);
+        let id = IDS.fetch_add(1, Ordering::Relaxed);
+        let name = self.name.unwrap_or_else(|| format!("corun-{id}"));
+        install_panic_hook();
+        corun_stacks::install_overflow_handler();
+        // Leaked on purpose: tasks and unparkers hold `&'static Shared`, and
+        // may outlive the `Runtime` value (see `Drop`).
+        let shared: &'static Shared = Box::leak(Box::new(Shared::new(
+            id,
+            workers,
+            stack_size,
+            max_threads,
+            name,
+        )));
+        RUNTIMES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(shared);
+        crate::sysmon::start(shared);
+        shared.start();
+        Ok(Runtime { shared })
+    }
+}
+
+fn invalid(msg: String) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Reads a numeric environment setting; a malformed one is reported once
+/// and ignored rather than silently misread.
+fn env_usize(var: &str) -> Option<usize> {
+    let raw = std::env::var(var).ok()?;
+    let raw = raw.trim();
+    let parsed = match raw.find(|c: char| !c.is_ascii_digit()) {
+        None => raw.parse::<usize>().ok(),
+        Some(at) => {
+            let (num, unit) = raw.split_at(at);
+            let mult = match unit.to_ascii_lowercase().as_str() {
+                "k" | "kb" | "kib" => 1 << 10,
+                "m" | "mb" | "mib" => 1 << 20,
+                "g" | "gb" | "gib" => 1 << 30,
+                _ => 0,
+            };
+            num.parse::<usize>()
+                .ok()
+                .filter(|_| mult != 0)
+                .and_then(|n| n.checked_mul(mult))
+        }
+    };
+    if parsed.is_none() {
+        eprintln!("corun: ignoring {var}={raw:?}: expected a number (sizes may end in K, M or G)");
+    }
+    parsed
+}
+
+impl Runtime {
+    /// Starts configuring a runtime.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder::default()
+    }
+
+    /// Runs `f` as a coroutine of this runtime and waits for it (parking the
+    /// calling coroutine, or the calling thread outside coroutines). A panic
+    /// in `f` is resumed here.
+    #[track_caller]
+    pub fn block_on<F, T>(&self, f: F) -> T
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let handle = crate::Builder::new()
+            .name("main")
+            .spawn_on(self.shared, f)
+            .unwrap_or_else(|e| panic!("{e}"));
+        match handle.join() {
+            Ok(v) => v,
+            Err(payload) => panic::resume_unwind(payload),
+        }
+    }
+
+    /// Spawns a coroutine on this runtime.
+    #[track_caller]
+    pub fn spawn<F, T>(&self, f: F) -> crate::JoinHandle<T>
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        crate::Builder::new()
+            .spawn_on(self.shared, f)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Number of Ps.
+    pub fn workers(&self) -> usize {
+        self.shared.ps.len()
+    }
+
+    /// Counters of this runtime (see [`crate::runtime::stats`]).
+    pub fn stats(&self) -> crate::Stats {
+        crate::introspect::stats_of(self.shared)
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        let shared = self.shared;
+        if std::ptr::eq(tls::ctx().shared, shared) {
+            // Called from one of our own threads: it cannot wait for itself.
+            std::thread::spawn(move || shared.shutdown());
+        } else {
+            shared.shutdown();
+        }
+        RUNTIMES
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|s| !std::ptr::eq(*s, shared));
+    }
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("name", &self.shared.name)
+            .field("workers", &self.workers())
+            .finish()
+    }
+}
+
+/// The global runtime, started on first use.
+pub fn global() -> &'static Runtime {
+    GLOBAL.get_or_init(|| match Runtime::builder().name("global").build() {
+        Ok(rt) => rt,
+        Err(e) => panic!("corun: the global runtime could not start: {e}"),
+    })
+}
+
+pub(crate) fn global_shared() -> &'static Shared {
+    global().shared
+}
+
+/// Wakes every runtime's idle poller (a driver was installed).
+pub(crate) fn notify_all_pollers() {
+    for s in RUNTIMES.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+        s.notify_sleeper();
+    }
+}
+
+/// Runs `f` as the main coroutine of the global runtime and waits for it.
+///
+/// ```
+/// let sum = corun_runtime::run(|| {
+///     let hs: Vec<_> = (0..10u64).map(|i| corun_runtime::spawn(move || i * i)).collect();
+///     hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+/// });
+/// assert_eq!(sum, 285);
+/// ```
+#[track_caller]
+pub fn run<F, T>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    global().block_on(f)
+}
+
+fn install_panic_hook() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let task = tls::current_task_ptr();
+            if task.is_null() {
+                return previous(info);
+            }
+            // SAFETY: the scheduler keeps the running task alive while its
+            // pointer is published.
+            let header = unsafe { &*task };
+            let name = header.name.as_deref().map(|n| format!(" '{n}'")).unwrap_or_default();
+            let msg = info.payload_as_str().unwrap_or("Box<dyn Any>");
+            let at = info.location().map(|l| l.to_string()).unwrap_or_default();
+            let bt = std::backtrace::Backtrace::capture();
+            let tail = match bt.status() {
+                std::backtrace::BacktraceStatus::Captured => format!("stack backtrace:\n{bt}"),
+                _ => "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace\n".into(),
+            };
+            // One write, so concurrent panics do not interleave line by line.
+            eprint!("coroutine {}{name} panicked at {at}:\n{msg}\n{tail}", header.id);
+        }));
+    });
+}

@@ -1,0 +1,1156 @@
+//! The G/M/P scheduler.
+//!
+//! # Model
+//!
+//! - A **G** is a coroutine (`task::Header`): its stack, state and identity.
+//! - A **P** is a processor: the right to run Gs. A runtime has a fixed
+//!   number of Ps (`workers`). Each owns a FIFO run queue (a crossbeam-deque
+//!   `Worker`, stolen from through its `Stealer`), a `runnext` slot for the
+//!   newest ready G, and a timer heap.
+//! - An **M** is an OS thread. It runs Gs only while it holds a P. Ms without
+//!   a P either block in the poller (one at a time) or sleep on their own
+//!   futex in the idle list.
+//!
+//! # Finding work
+//!
+//! An M with a P looks, in order: due timers of its P; every 61st round the
+//! global injector (so a busy local queue cannot starve it); `runnext`; the
+//! local queue; the injector; a non-blocking poll of the network driver; then,
+//! if not too many Ms are already spinning (at most half the busy Ps), it
+//! steals half of a random victim's queue, four rounds over all Ps. Finding
+//! nothing, it puts its P on the idle list, re-checks every queue (a producer
+//! either sees the idle P and wakes someone, or its work is seen here), and
+//! stops: in the poller if no other M is there (with the earliest timer as
+//! timeout, like Go's findrunnable), else in the idle list.
+//!
+//! Producers call `wakep` when there are idle Ps and no spinning M: it starts
+//! one spinning M (an idle one, the poller by notifying it, or a new thread).
+//! A woken G goes to its waker's `runnext` and inherits the time slice, so a
+//! send/receive pair runs back to back on one P; that wake does not call
+//! `wakep` unless the P has other queued work (sysmon wakes an idle P for
+//! work left waiting).
+//!
+//! # P ownership and hand-off
+//!
+//! `P::status` packs an epoch (bumped each time the P changes hands) and a
+//! state: IDLE, SCHED (its M is in scheduler code), USER (its M runs a
+//! coroutine) or SYSCALL (its M runs a coroutine inside `blocking()`).
+//! sysmon may take a P from an M in USER (stuck for 10 ms without reaching a
+//! yield point while others wait) or SYSCALL (blocked for ~20 us): it CASes
+//! the status to a new epoch and hands the P to another M. The old M keeps
+//! its coroutine; every P access it makes from coroutine code first CASes
+//! USER -> SCHED under its own epoch, which fails once the P is gone, and
+//! then uses the injector instead. When its coroutine next switches back,
+//! the M notices the loss, gives the coroutine to an idle P or the injector,
+//! and goes idle. Scheduler code (state SCHED) cannot lose its P, so the
+//! local queue, which is single-owner, is only ever used by the P's owner.
+//!
+//! # Invariants
+//!
+//! - A task is in at most one queue, and is RUNNING on at most one M (see
+//!   `task.rs`).
+//! - A P is held by at most one M; its local queue is touched only by that
+//!   M, in SCHED state.
+//! - Every pushed G is eventually seen: pushes are followed by a `wakep`
+//!   check, idle Ms re-check queues after publishing their idle P, and sysmon
+//!   re-checks periodically.
+
+use std::cell::UnsafeCell;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use corun_stacks::fiber::Resumed;
+use crossbeam_deque::{Injector, Steal, Stealer, Worker};
+
+use crate::driver::{self, Driver, Sleeper};
+use crate::introspect::Registry;
+use crate::park::Unparker;
+use crate::task::{Header, TaskRef};
+use crate::timer::{Due, Timers};
+use crate::tls::{self, NO_P};
+
+/// Words a fiber passes to the scheduler when it switches away.
+pub(crate) const SUSPEND_PARK: usize = 1;
+pub(crate) const SUSPEND_YIELD: usize = 2;
+pub(crate) const SUSPEND_PREEMPT: usize = 3;
+pub(crate) const SUSPEND_LOST_P: usize = 4;
+
+const P_IDLE: u64 = 0;
+const P_SCHED: u64 = 1;
+const P_USER: u64 = 2;
+const P_SYSCALL: u64 = 3;
+
+fn status(epoch: u64, state: u64) -> u64 {
+    epoch << 2 | state
+}
+
+/// How long a G may run before yield points give way.
+pub(crate) const TIME_SLICE: Duration = Duration::from_millis(10);
+
+pub(crate) struct P {
+    pub(crate) idx: usize,
+    status: AtomicU64,
+    runnext: AtomicPtr<Header>,
+    /// Single-owner end of the run queue; see the module docs.
+    local: UnsafeCell<Worker<TaskRef>>,
+    stealer: Stealer<TaskRef>,
+    pub(crate) timers: Timers,
+    /// Bumped for each G run with a fresh time slice; sysmon watches it.
+    pub(crate) schedtick: AtomicU32,
+    /// When the P entered SYSCALL (runtime nanoseconds).
+    syscall_since: AtomicU64,
+    pub(crate) preempt: AtomicBool,
+    pub(crate) switches: AtomicU64,
+    pub(crate) steals: AtomicU64,
+    pub(crate) spawned: AtomicU64,
+}
+
+// SAFETY: every field is atomic or `Sync` except `local`, which only the M
+// holding the P (state SCHED, its own epoch) touches, as the module docs
+// argue; `Worker` itself is `Send`, so handing it from M to M with the P is
+// fine.
+unsafe impl Sync for P {}
+
+impl P {
+    fn new(idx: usize) -> P {
+        let local = Worker::new_fifo();
+        let stealer = local.stealer();
+        P {
+            idx,
+            status: AtomicU64::new(status(0, P_IDLE)),
+            runnext: AtomicPtr::new(std::ptr::null_mut()),
+            local: UnsafeCell::new(local),
+            stealer,
+            timers: Timers::new(),
+            schedtick: AtomicU32::new(0),
+            syscall_since: AtomicU64::new(0),
+            preempt: AtomicBool::new(false),
+            switches: AtomicU64::new(0),
+            steals: AtomicU64::new(0),
+            spawned: AtomicU64::new(0),
+        }
+    }
+
+    /// # Safety
+    /// The caller's M holds this P in SCHED state.
+    unsafe fn local(&self) -> &Worker<TaskRef> {
+        // SAFETY: as documented.
+        unsafe { &*self.local.get() }
+    }
+
+    fn has_work(&self) -> bool {
+        !self.runnext.load(Ordering::Acquire).is_null() || !self.stealer.is_empty()
+    }
+
+    fn take_runnext(&self) -> Option<TaskRef> {
+        let ptr = self.runnext.swap(std::ptr::null_mut(), Ordering::AcqRel);
+        // SAFETY: runnext holds a reference made by `into_raw`, taken once
+        // by whoever swaps it out.
+        (!ptr.is_null()).then(|| unsafe { TaskRef::from_raw(ptr) })
+    }
+
+    /// Puts `task` in `runnext`, moving the previous one to the queue.
+    /// Returns true if the queue is non-empty afterwards.
+    ///
+    /// # Safety
+    /// As for `local`.
+    unsafe fn push_next(&self, task: TaskRef) -> bool {
+        let old = self.runnext.swap(task.into_raw(), Ordering::AcqRel);
+        // SAFETY: as documented.
+        let local = unsafe { self.local() };
+        if !old.is_null() {
+            // SAFETY: see `take_runnext`.
+            local.push(unsafe { TaskRef::from_raw(old) });
+        }
+        !local.is_empty()
+    }
+
+    pub(crate) fn state_name(&self) -> &'static str {
+        match self.status.load(Ordering::Relaxed) & 3 {
+            P_IDLE => "idle",
+            P_SCHED => "scheduling",
+            P_USER => "running",
+            _ => "syscall",
+        }
+    }
+}
+
+/// An M as seen by others: how to wake it and what it is handed.
+pub(crate) struct MHandle {
+    thread: Thread,
+    woken: AtomicBool,
+    /// The P handed over with the wake-up, plus one (0: none).
+    next_p: AtomicUsize,
+    next_spinning: AtomicBool,
+}
+
+impl MHandle {
+    fn give(&self, p: Option<usize>, spinning: bool) {
+        self.next_p.store(p.map_or(0, |p| p + 1), Ordering::Relaxed);
+        self.next_spinning.store(spinning, Ordering::Relaxed);
+        self.woken.store(true, Ordering::Release);
+        self.thread.unpark();
+    }
+}
+
+/// Everything the Ms, sysmon and wakers of one runtime share. Leaked when
+/// the runtime is built: tasks and unparkers keep `&'static` pointers to it.
+pub(crate) struct Shared {
+    pub(crate) id: usize,
+    pub(crate) ps: Box<[P]>,
+    injector: Injector<TaskRef>,
+    idle_ps: Mutex<Vec<usize>>,
+    npidle: AtomicUsize,
+    nmspinning: AtomicUsize,
+    idle_ms: Mutex<Vec<Arc<MHandle>>>,
+    /// Worker threads alive.
+    pub(crate) nm: AtomicUsize,
+    pub(crate) max_threads: usize,
+    /// An M is in the poll path (the poller token).
+    poller_held: AtomicBool,
+    /// ... and blocked there until `poll_until` unless notified.
+    poller_blocked: AtomicBool,
+    poll_until: AtomicU64,
+    sleeper: Sleeper,
+    start: Instant,
+    coarse: AtomicU64,
+    pub(crate) default_stack: usize,
+    pub(crate) shutdown: AtomicBool,
+    pub(crate) registry: Registry,
+    pub(crate) handoffs: AtomicU64,
+    pub(crate) spawned_off_p: AtomicU64,
+    pub(crate) sysmon: Mutex<Option<Thread>>,
+    pub(crate) sysmon_fast: AtomicBool,
+    threads: Mutex<Vec<thread::JoinHandle<()>>>,
+    pub(crate) name: String,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The scheduler's own locks guard plain pushes and pops; a panic cannot
+    // interrupt one half way, so poisoning carries no information.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    pub(crate) fn new(
+        id: usize,
+        workers: usize,
+        default_stack: usize,
+        max_threads: usize,
+        name: String,
+    ) -> Shared {
+        Shared {
+            id,
+            ps: (0..workers).map(P::new).collect(),
+            injector: Injector::new(),
+            idle_ps: Mutex::new((0..workers).rev().collect()),
+            npidle: AtomicUsize::new(workers),
+            nmspinning: AtomicUsize::new(0),
+            idle_ms: Mutex::new(Vec::new()),
+            nm: AtomicUsize::new(0),
+            max_threads,
+            poller_held: AtomicBool::new(false),
+            poller_blocked: AtomicBool::new(false),
+            poll_until: AtomicU64::new(u64::MAX),
+            sleeper: Sleeper::new(),
+            start: Instant::now(),
+            coarse: AtomicU64::new(0),
+            default_stack,
+            shutdown: AtomicBool::new(false),
+            registry: Registry::new(),
+            handoffs: AtomicU64::new(0),
+            spawned_off_p: AtomicU64::new(0),
+            sysmon: Mutex::new(None),
+            sysmon_fast: AtomicBool::new(false),
+            threads: Mutex::new(Vec::new()),
+            name,
+        }
+    }
+
+    /// Nanoseconds since the runtime started.
+    pub(crate) fn nanos(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// `deadline` in runtime nanoseconds, rounded up so a timer never fires
+    /// before its deadline.
+    pub(crate) fn nanos_at(&self, deadline: Instant) -> u64 {
+        let d = deadline.saturating_duration_since(self.start);
+        (d.as_nanos() as u64).saturating_add(1)
+    }
+
+    /// A clock sysmon advances on every tick: cheap, for introspection.
+    pub(crate) fn coarse_now(&self) -> u64 {
+        self.coarse.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn tick_coarse(&self) -> u64 {
+        let now = self.nanos();
+        self.coarse.store(now, Ordering::Relaxed);
+        now
+    }
+
+    fn driver(&self) -> &dyn Driver {
+        match driver::installed() {
+            Some(d) => d,
+            None => &self.sleeper,
+        }
+    }
+
+    /// Index of the timer heap a caller on this thread should use.
+    pub(crate) fn timer_heap_index(&self) -> usize {
+        let ctx = tls::ctx();
+        if std::ptr::eq(ctx.shared, self) && ctx.p != NO_P {
+            return ctx.p;
+        }
+        // Off-P callers (outside threads, pinned coroutines) spread over the
+        // heaps by thread.
+        thread_hash() % self.ps.len()
+    }
+
+    pub(crate) fn timers_here(&self) -> &Timers {
+        &self.ps[self.timer_heap_index()].timers
+    }
+
+    /// A timer was armed for `when`: a poller sleeping past it must wake.
+    pub(crate) fn timer_added(&self, when: u64) {
+        if when < self.poll_until.load(Ordering::SeqCst)
+            && self.poller_blocked.load(Ordering::SeqCst)
+        {
+            self.driver().notify();
+        }
+    }
+
+    pub(crate) fn earliest_timer(&self) -> u64 {
+        self.ps
+            .iter()
+            .map(|p| p.timers.next_when())
+            .min()
+            .unwrap_or(u64::MAX)
+    }
+
+    /// Fires every due timer of every P. Wakes go wherever `enqueue_woken`
+    /// sends them from this thread.
+    pub(crate) fn fire_all_due(&self, buf: &mut Vec<Due>) -> usize {
+        let now = self.nanos();
+        let mut n = 0;
+        for p in self.ps.iter() {
+            n += p.timers.take_due(now, buf);
+        }
+        for due in buf.drain(..) {
+            due.fire();
+        }
+        n
+    }
+
+    pub(crate) fn inject(&self, task: TaskRef) {
+        if self.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        self.injector.push(task);
+        self.wakep();
+    }
+
+    fn pidleget(&self) -> Option<usize> {
+        let mut idle = lock(&self.idle_ps);
+        let p = idle.pop()?;
+        self.npidle.fetch_sub(1, Ordering::SeqCst);
+        Some(p)
+    }
+
+    fn pidleput(&self, p: usize) {
+        let mut idle = lock(&self.idle_ps);
+        idle.push(p);
+        self.npidle.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Any runnable G waiting in a queue?
+    fn work_queued(&self) -> bool {
+        !self.injector.is_empty() || self.ps.iter().any(P::has_work)
+    }
+
+    /// Starts a spinning M if there are idle Ps and nobody spins.
+    pub(crate) fn wakep(&self) {
+        if self.npidle.load(Ordering::SeqCst) == 0 || self.shutdown.load(Ordering::Relaxed) {
+            return;
+        }
+        if self.nmspinning.load(Ordering::SeqCst) != 0
+            || self
+                .nmspinning
+                .compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_err()
+        {
+            return;
+        }
+        let idle_m = lock(&self.idle_ms).pop();
+        if let Some(m) = idle_m {
+            match self.pidleget() {
+                Some(p) => m.give(Some(p), true),
+                None => {
+                    lock(&self.idle_ms).push(m);
+                    self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            return;
+        }
+        if self.poller_blocked.load(Ordering::SeqCst) {
+            // The M in the poller takes an idle P itself when it returns.
+            self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            self.driver().notify();
+            return;
+        }
+        match self.pidleget() {
+            Some(p) => {
+                if self.new_m(Some(p), true).is_err() {
+                    self.pidleput(p);
+                    self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+            None => {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+        }
+    }
+
+    /// Gives `p` to an idle M or a new one. Used when a P must run now.
+    fn startm(&'static self, p: usize) {
+        let idle_m = lock(&self.idle_ms).pop();
+        match idle_m {
+            Some(m) => m.give(Some(p), false),
+            None => {
+                if let Err(msg) = self.new_m(Some(p), false) {
+                    fatal(&msg);
+                }
+            }
+        }
+    }
+
+    fn new_m(&self, p: Option<usize>, spinning: bool) -> Result<(), String> {
+        let n = self.nm.fetch_add(1, Ordering::SeqCst);
+        if n >= self.max_threads {
+            self.nm.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!(
+                "corun: runtime '{}' needs more than {} OS threads (coroutines blocked in \
+                 blocking() or stuck without yield points hold them); raise the limit with \
+                 Runtime::builder().max_threads(n) or CORUN_MAX_THREADS",
+                self.name, self.max_threads
+            ));
+        }
+        // SAFETY: every `Shared` is leaked at creation (see `Runtime`), so
+        // extending the lifetime only states a fact.
+        let shared: &'static Shared = unsafe { &*(self as *const Shared) };
+        let builder = thread::Builder::new().name(format!("corun-{}-m{}", self.id, n));
+        let handle = builder.spawn(move || m_main(shared, p, spinning));
+        match handle {
+            Ok(h) => {
+                lock(&self.threads).push(h);
+                Ok(())
+            }
+            Err(e) => {
+                self.nm.fetch_sub(1, Ordering::SeqCst);
+                Err(format!("corun: could not start a worker thread: {e}"))
+            }
+        }
+    }
+
+    /// Starts the first M (the others start on demand).
+    pub(crate) fn start(&'static self) {
+        if let Some(p) = self.pidleget()
+            && let Err(msg) = self.new_m(Some(p), false)
+        {
+            fatal(&msg);
+        }
+    }
+
+    /// Hands a P taken from a stuck M to another M, or parks it.
+    pub(crate) fn handoff(&'static self, p: usize) {
+        self.handoffs.fetch_add(1, Ordering::Relaxed);
+        if self.ps[p].has_work() || !self.injector.is_empty() {
+            self.startm(p);
+            return;
+        }
+        self.pidleput(p);
+        // Its timers now need a watcher: the poller's timeout covers them.
+        if self.poller_blocked.load(Ordering::SeqCst) {
+            self.driver().notify();
+        } else if self.ps[p].timers.next_when() != u64::MAX {
+            self.wake_idle_m_for_poll();
+        }
+    }
+
+    /// Wakes an idle M without a P so it becomes the poller.
+    fn wake_idle_m_for_poll(&self) {
+        if self.poller_held.load(Ordering::SeqCst) {
+            return;
+        }
+        if let Some(m) = lock(&self.idle_ms).pop() {
+            m.give(None, false);
+        }
+    }
+
+    /// sysmon's view of one P: try to take it from its M.
+    pub(crate) fn retake(&'static self, p: usize, now: u64, stuck_since: Option<u64>) -> bool {
+        let pp = &self.ps[p];
+        let s = pp.status.load(Ordering::Acquire);
+        let (epoch, state) = (s >> 2, s & 3);
+        let others_wait = pp.has_work() || !self.injector.is_empty();
+        let take = match state {
+            P_SYSCALL => {
+                let in_call = now.saturating_sub(pp.syscall_since.load(Ordering::Relaxed));
+                in_call >= 20_000
+                    && (others_wait || pp.timers.next_when() != u64::MAX || in_call >= 10_000_000)
+            }
+            P_USER => match stuck_since {
+                Some(since) if now.saturating_sub(since) >= TIME_SLICE.as_nanos() as u64 => {
+                    pp.preempt.store(true, Ordering::Release);
+                    others_wait || pp.timers.next_when() != u64::MAX
+                }
+                _ => false,
+            },
+            _ => false,
+        };
+        if !take {
+            return false;
+        }
+        if pp
+            .status
+            .compare_exchange(
+                s,
+                status(epoch + 1, P_IDLE),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_err()
+        {
+            return false;
+        }
+        self.handoff(p);
+        true
+    }
+
+    /// For sysmon: idle Ps while work waits and nobody spins.
+    pub(crate) fn kick_if_work_waits(&self) {
+        if self.npidle.load(Ordering::SeqCst) > 0
+            && self.nmspinning.load(Ordering::SeqCst) == 0
+            && self.work_queued()
+        {
+            self.wakep();
+        }
+    }
+
+    pub(crate) fn npidle(&self) -> usize {
+        self.npidle.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn nmspinning(&self) -> usize {
+        self.nmspinning.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn idle_ms(&self) -> usize {
+        lock(&self.idle_ms).len()
+    }
+
+    pub(crate) fn injector_len(&self) -> usize {
+        self.injector.len()
+    }
+
+    pub(crate) fn notify_sleeper(&self) {
+        self.sleeper.notify();
+    }
+
+    /// Stops every M and drops what is queued. Called once, by `Runtime`'s
+    /// drop, from outside the runtime.
+    pub(crate) fn shutdown(&'static self) {
+        self.shutdown.store(true, Ordering::SeqCst);
+        loop {
+            for m in lock(&self.idle_ms).drain(..) {
+                m.give(None, false);
+            }
+            self.driver().notify();
+            self.sleeper.notify();
+            let handle = lock(&self.threads).pop();
+            match handle {
+                Some(h) => {
+                    let _ = h.join();
+                }
+                None => break,
+            }
+        }
+        if let Some(t) = lock(&self.sysmon).as_ref() {
+            t.unpark();
+        }
+        while let Steal::Success(_) | Steal::Retry = self.injector.steal() {}
+        for p in self.ps.iter() {
+            drop(p.take_runnext());
+            // SAFETY: every M has exited; nobody else holds any P.
+            while unsafe { p.local() }.pop().is_some() {}
+            p.timers.clear();
+        }
+        self.registry.abandon_all();
+    }
+}
+
+fn thread_hash() -> usize {
+    thread_local! {
+        static HASH: usize = {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(thread::current().id()) as usize
+        };
+    }
+    HASH.with(|h| *h)
+}
+
+/// Prints a runtime failure that cannot be returned to anyone, and aborts.
+pub(crate) fn fatal(msg: &str) -> ! {
+    eprintln!("fatal error: {msg}");
+    std::process::abort();
+}
+
+/// The runtime of the calling coroutine or worker, else the global one.
+pub(crate) fn current_shared() -> &'static Shared {
+    match tls::ctx().shared() {
+        Some(s) => s,
+        None => crate::runtime::global_shared(),
+    }
+}
+
+/// Runs `f` on the caller's P if it holds one of `shared`'s Ps; from
+/// coroutine code the P is claimed first so sysmon cannot take it meanwhile.
+fn with_own_p<R>(shared: &Shared, f: impl FnOnce(&P) -> R) -> Option<R> {
+    let ctx = tls::ctx();
+    if ctx.p == NO_P || !std::ptr::eq(ctx.shared, shared) {
+        return None;
+    }
+    let p = &shared.ps[ctx.p];
+    if !ctx.user {
+        return Some(f(p));
+    }
+    let user = status(ctx.epoch, P_USER);
+    if p.status
+        .compare_exchange(
+            user,
+            status(ctx.epoch, P_SCHED),
+            Ordering::Acquire,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        return None;
+    }
+    tls::set_user(false);
+    let r = f(p);
+    tls::set_user(true);
+    p.status.store(user, Ordering::Release);
+    Some(r)
+}
+
+/// Queues a task that `notify` just made SCHEDULED.
+pub(crate) fn enqueue_woken(task: TaskRef) {
+    let header = task.header();
+    if let Some(home) = header.home.clone() {
+        home.wake(task);
+        return;
+    }
+    let shared = header.shared;
+    let mut task = Some(task);
+    let queued = with_own_p(shared, |p| {
+        // SAFETY: `with_own_p` runs us with the P held in SCHED state.
+        let busy = unsafe { p.push_next(task.take().expect("once")) };
+        if busy {
+            shared.wakep();
+        }
+    });
+    if queued.is_none() {
+        shared.inject(task.take().expect("not queued"));
+    }
+}
+
+/// Queues a newly spawned task.
+pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef) {
+    let mut task = Some(task);
+    let queued = with_own_p(shared, |p| {
+        p.spawned.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: as in `enqueue_woken`.
+        unsafe { p.push_next(task.take().expect("once")) };
+        shared.wakep();
+    });
+    if queued.is_none() {
+        shared.spawned_off_p.fetch_add(1, Ordering::Relaxed);
+        shared.inject(task.take().expect("not queued"));
+    }
+}
+
+/// True when the running coroutine should give way at a yield point: its
+/// time slice is over or its M lost the P.
+pub(crate) fn should_yield() -> bool {
+    let ctx = tls::ctx();
+    if ctx.task.is_null() || ctx.p == NO_P {
+        return false;
+    }
+    let Some(shared) = ctx.shared() else {
+        return false;
+    };
+    let p = &shared.ps[ctx.p];
+    p.preempt.load(Ordering::Relaxed) || p.status.load(Ordering::Relaxed) >> 2 != ctx.epoch
+}
+
+/// Runs `f` marked as a blocking call so sysmon can hand the P on.
+pub(crate) fn in_syscall<R>(f: impl FnOnce() -> R) -> R {
+    let ctx = tls::ctx();
+    let (Some(shared), Some(task)) = (ctx.shared(), ctx.task()) else {
+        return f();
+    };
+    if ctx.p == NO_P || !ctx.user {
+        return f();
+    }
+    let p = &shared.ps[ctx.p];
+    let user = status(ctx.epoch, P_USER);
+    p.syscall_since.store(shared.nanos(), Ordering::Relaxed);
+    if p.status
+        .compare_exchange(
+            user,
+            status(ctx.epoch, P_SYSCALL),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        )
+        .is_err()
+    {
+        // The P is already gone; the next yield point switches away.
+        return f();
+    }
+    task.set_wait_reason(crate::WaitReason::Blocking);
+    crate::sysmon::hurry(shared);
+    struct Exit<'a> {
+        p: &'a P,
+        task: &'a Header,
+        epoch: u64,
+    }
+    impl Drop for Exit<'_> {
+        fn drop(&mut self) {
+            self.task.set_wait_reason(crate::WaitReason::None);
+            let kept = self
+                .p
+                .status
+                .compare_exchange(
+                    status(self.epoch, P_SYSCALL),
+                    status(self.epoch, P_USER),
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+            if !kept {
+                // sysmon gave the P away while we were blocked: let our M
+                // find us a P again.
+                corun_stacks::fiber::suspend(SUSPEND_LOST_P);
+            }
+        }
+    }
+    let _exit = Exit {
+        p,
+        task,
+        epoch: ctx.epoch,
+    };
+    f()
+}
+
+/// An M: one OS thread's scheduling loop.
+struct M {
+    shared: &'static Shared,
+    handle: Arc<MHandle>,
+    p: Option<usize>,
+    epoch: u64,
+    spinning: bool,
+    tick: u32,
+    rng: u64,
+    due: Vec<Due>,
+    woken: Vec<Unparker>,
+}
+
+fn m_main(shared: &'static Shared, p: Option<usize>, spinning: bool) {
+    let handle = Arc::new(MHandle {
+        thread: thread::current(),
+        woken: AtomicBool::new(false),
+        next_p: AtomicUsize::new(0),
+        next_spinning: AtomicBool::new(false),
+    });
+    tls::update(|c| c.shared = shared);
+    corun_stacks::ensure_altstack();
+    let mut m = M {
+        shared,
+        handle,
+        p: None,
+        epoch: 0,
+        spinning,
+        tick: 0,
+        rng: (thread_hash() as u64) | 1,
+        due: Vec::new(),
+        woken: Vec::new(),
+    };
+    if let Some(p) = p {
+        m.acquire(p);
+    }
+    while !shared.shutdown.load(Ordering::Acquire) {
+        if m.p.is_none() {
+            m.stop();
+            continue;
+        }
+        if let Some((task, inherit)) = m.find_runnable() {
+            m.stop_spinning();
+            m.execute(task, inherit);
+        }
+    }
+    if let Some(p) = m.p.take() {
+        m.release(p);
+    }
+    if m.spinning {
+        shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+    }
+    shared.nm.fetch_sub(1, Ordering::SeqCst);
+}
+
+impl M {
+    fn pp(&self) -> &'static P {
+        &self.shared.ps[self.p.expect("M holds a P")]
+    }
+
+    fn acquire(&mut self, p: usize) {
+        let pp = &self.shared.ps[p];
+        let epoch = (pp.status.load(Ordering::Acquire) >> 2) + 1;
+        pp.status.store(status(epoch, P_SCHED), Ordering::SeqCst);
+        self.p = Some(p);
+        self.epoch = epoch;
+        tls::update(|c| {
+            c.p = p;
+            c.epoch = epoch;
+        });
+    }
+
+    /// Drops the P without putting it on the idle list.
+    fn forget_p(&mut self) {
+        self.p = None;
+        tls::update(|c| c.p = NO_P);
+    }
+
+    fn release(&mut self, p: usize) {
+        let pp = &self.shared.ps[p];
+        pp.status
+            .store(status(self.epoch, P_IDLE), Ordering::SeqCst);
+        self.forget_p();
+        self.shared.pidleput(p);
+    }
+
+    fn stop_spinning(&mut self) {
+        if self.spinning {
+            self.spinning = false;
+            // The last spinner found work: start another so a burst spreads.
+            if self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
+                self.shared.wakep();
+            }
+        }
+    }
+
+    fn next_rand(&mut self) -> u64 {
+        // xorshift64: victim choice only needs to be cheap and spread out.
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        self.rng
+    }
+
+    fn steal_injector(&mut self, p: &P) -> Option<TaskRef> {
+        let n = self.shared.ps.len();
+        let limit = (self.shared.injector.len() / n + 1).min(128);
+        // SAFETY: this M holds `p` in SCHED state (we are in scheduler code).
+        let local = unsafe { p.local() };
+        loop {
+            match self
+                .shared
+                .injector
+                .steal_batch_with_limit_and_pop(local, limit)
+            {
+                Steal::Success(t) => return Some(t),
+                Steal::Empty => return None,
+                Steal::Retry => continue,
+            }
+        }
+    }
+
+    fn find_runnable(&mut self) -> Option<(TaskRef, bool)> {
+        let shared = self.shared;
+        loop {
+            if shared.shutdown.load(Ordering::Acquire) {
+                return None;
+            }
+            let p = self.pp();
+            if p.timers.next_when() != u64::MAX {
+                let now = shared.nanos();
+                if p.timers.take_due(now, &mut self.due) > 0 {
+                    for due in self.due.drain(..) {
+                        due.fire();
+                    }
+                }
+            }
+            self.tick = self.tick.wrapping_add(1);
+            if self.tick.is_multiple_of(61)
+                && let Some(t) = self.steal_injector(p)
+            {
+                return Some((t, false));
+            }
+            if let Some(t) = p.take_runnext() {
+                return Some((t, true));
+            }
+            // SAFETY: scheduler code holding `p`.
+            if let Some(t) = unsafe { p.local() }.pop() {
+                return Some((t, false));
+            }
+            if let Some(t) = self.steal_injector(p) {
+                return Some((t, false));
+            }
+            if self.poll_network(Some(Duration::ZERO)) {
+                continue;
+            }
+            let busy = shared.ps.len() - shared.npidle.load(Ordering::SeqCst);
+            if self.spinning || 2 * shared.nmspinning.load(Ordering::SeqCst) < busy {
+                if !self.spinning {
+                    self.spinning = true;
+                    shared.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                if let Some(t) = self.steal_work(p) {
+                    return Some((t, false));
+                }
+            }
+            // Nothing anywhere: give the P up, then look once more so a
+            // producer that missed our idle P is not missed by us either.
+            let idx = p.idx;
+            self.release(idx);
+            let was_spinning = std::mem::take(&mut self.spinning);
+            if was_spinning {
+                shared.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            if shared.work_queued()
+                && let Some(p) = shared.pidleget()
+            {
+                self.acquire(p);
+                if was_spinning {
+                    self.spinning = true;
+                    shared.nmspinning.fetch_add(1, Ordering::SeqCst);
+                }
+                continue;
+            }
+            return None;
+        }
+    }
+
+    fn steal_work(&mut self, p: &P) -> Option<TaskRef> {
+        let n = self.shared.ps.len();
+        if n == 1 {
+            return None;
+        }
+        // SAFETY: scheduler code holding `p`.
+        let local = unsafe { p.local() };
+        for round in 0..4 {
+            let start = self.next_rand() as usize % n;
+            for i in 0..n {
+                let victim = &self.shared.ps[(start + i) % n];
+                if victim.idx == p.idx {
+                    continue;
+                }
+                loop {
+                    match victim
+                        .stealer
+                        .steal_batch_with_limit_and_pop(local, usize::MAX)
+                    {
+                        Steal::Success(t) => {
+                            p.steals.fetch_add(1, Ordering::Relaxed);
+                            return Some(t);
+                        }
+                        Steal::Retry => continue,
+                        Steal::Empty => break,
+                    }
+                }
+                // A running victim is about to run its runnext itself (its G
+                // just woke it); take it only from a P that is not running.
+                if round == 3
+                    && victim.status.load(Ordering::Relaxed) & 3 != P_USER
+                    && let Some(t) = victim.take_runnext()
+                {
+                    p.steals.fetch_add(1, Ordering::Relaxed);
+                    return Some(t);
+                }
+            }
+        }
+        None
+    }
+
+    /// Polls the network driver, queueing the woken on our P (or globally
+    /// without one). Returns true if anything was woken.
+    fn poll_network(&mut self, timeout: Option<Duration>) -> bool {
+        let Some(driver) = driver::installed() else {
+            return false;
+        };
+        if !driver.has_waiters()
+            || self.shared.poller_held.load(Ordering::Relaxed)
+            || self.shared.poller_held.swap(true, Ordering::Acquire)
+        {
+            return false;
+        }
+        let woken = &mut self.woken;
+        driver.poll(timeout, &mut |u| woken.push(u));
+        self.shared.poller_held.store(false, Ordering::Release);
+        let any = !self.woken.is_empty();
+        for u in self.woken.drain(..) {
+            u.unpark();
+        }
+        any
+    }
+
+    /// No P: become the poller if nobody is, else sleep in the idle list.
+    fn stop(&mut self) {
+        let shared = self.shared;
+        if !shared.poller_held.load(Ordering::Relaxed)
+            && !shared.poller_held.swap(true, Ordering::Acquire)
+        {
+            let until = shared.earliest_timer();
+            shared.poll_until.store(until, Ordering::SeqCst);
+            shared.poller_blocked.store(true, Ordering::SeqCst);
+            // A producer that pushed before seeing `poller_blocked` is seen
+            // here; one that pushes after it will notify us.
+            let timeout = if shared.work_queued() || shared.shutdown.load(Ordering::SeqCst) {
+                Some(Duration::ZERO)
+            } else if until == u64::MAX {
+                None
+            } else {
+                Some(Duration::from_nanos(until.saturating_sub(shared.nanos())))
+            };
+            let woken = &mut self.woken;
+            shared.driver().poll(timeout, &mut |u| woken.push(u));
+            shared.poller_blocked.store(false, Ordering::SeqCst);
+            shared.poll_until.store(u64::MAX, Ordering::SeqCst);
+            shared.poller_held.store(false, Ordering::Release);
+            if let Some(p) = shared.pidleget() {
+                self.acquire(p);
+                // Someone must keep watching the timers now that we leave.
+                if shared.earliest_timer() != u64::MAX {
+                    shared.wake_idle_m_for_poll();
+                }
+            }
+            for u in self.woken.drain(..) {
+                u.unpark();
+            }
+            shared.fire_all_due(&mut self.due);
+            return;
+        }
+        lock(&shared.idle_ms).push(self.handle.clone());
+        // Re-check after publishing ourselves: work or the poller token may
+        // have appeared while we were deciding.
+        while !self.handle.woken.swap(false, Ordering::Acquire) {
+            if shared.shutdown.load(Ordering::Acquire) {
+                return;
+            }
+            thread::park();
+        }
+        let next = self.handle.next_p.swap(0, Ordering::Relaxed);
+        if next != 0 {
+            self.acquire(next - 1);
+            self.spinning = self.handle.next_spinning.load(Ordering::Relaxed);
+        }
+    }
+
+    /// Runs `task` until it parks, yields, finishes or its M loses the P.
+    fn execute(&mut self, task: TaskRef, inherit: bool) {
+        let shared = self.shared;
+        let pp = self.pp();
+        if !inherit {
+            pp.schedtick.store(
+                pp.schedtick.load(Ordering::Relaxed).wrapping_add(1),
+                Ordering::Relaxed,
+            );
+            pp.preempt.store(false, Ordering::Relaxed);
+        }
+        let header = task.header();
+        header.begin_run();
+        let user = status(self.epoch, P_USER);
+        let sched = status(self.epoch, P_SCHED);
+        loop {
+            // SAFETY: we hold the task RUNNING.
+            let Some(fiber) = (unsafe { header.fiber() }) else {
+                header.complete();
+                shared.registry.remove(header);
+                return;
+            };
+            tls::set_task(header, true);
+            pp.status.store(user, Ordering::Release);
+            let resumed = fiber.resume();
+            tls::set_task(std::ptr::null(), false);
+            let kept = pp
+                .status
+                .compare_exchange(user, sched, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            pp.switches.fetch_add(1, Ordering::Relaxed);
+            match resumed {
+                Resumed::Finished => {
+                    // SAFETY: RUNNING and finished.
+                    unsafe { header.release_fiber() };
+                    if !kept {
+                        self.forget_p();
+                    }
+                    header.complete();
+                    shared.registry.remove(header);
+                    return;
+                }
+                Resumed::Suspended(SUSPEND_PARK) => {
+                    if header.end_run_park() {
+                        if !kept {
+                            self.forget_p();
+                        }
+                        return;
+                    }
+                    // Woken before it was even off the CPU: run it again.
+                    if !kept {
+                        header.end_run_yield();
+                        self.lost(task);
+                        return;
+                    }
+                }
+                Resumed::Suspended(word) => {
+                    header.end_run_yield();
+                    if !kept {
+                        self.lost(task);
+                    } else if word == SUSPEND_YIELD {
+                        // SAFETY: scheduler code holding the P.
+                        unsafe { pp.local() }.push(task);
+                    } else {
+                        // Preempted: to the back of the global queue, as Go
+                        // does, so it cannot retake this P at once.
+                        shared.inject(task);
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Our P was taken while `task` ran; `task` is SCHEDULED and needs one.
+    fn lost(&mut self, task: TaskRef) {
+        self.forget_p();
+        match self.shared.pidleget() {
+            Some(p) => {
+                self.acquire(p);
+                // SAFETY: scheduler code, the P was just acquired.
+                unsafe { self.pp().push_next(task) };
+            }
+            None => self.shared.inject(task),
+        }
+    }
+}
+
+impl Drop for M {
+    fn drop(&mut self) {
+        tls::update(|c| {
+            c.shared = std::ptr::null();
+            c.p = NO_P;
+        });
+    }
+}

@@ -1,0 +1,508 @@
+//! The G: one heap allocation per coroutine holding its header, its
+//! function until first run, and its output until joined.
+//!
+//! # Layout
+//!
+//! A task is a `Cell<F, T>`: `#[repr(C)]`, starting with a `Prefix<T>` that
+//! starts with the `Header`. Code that knows only the header (run queues,
+//! the scheduler) handles `TaskRef`s, which point at the header and own one
+//! reference; a `JoinHandle<T>` knows `T` and reads the output through the
+//! prefix; only the vtable knows `F`. The stack is taken lazily at first run,
+//! so a spawned-but-not-started coroutine costs one allocation.
+//!
+//! # State
+//!
+//! `state` holds one of IDLE (parked), SCHEDULED (in a run queue, or about to
+//! be), RUNNING (a thread is executing it or switching away from it) and
+//! COMPLETE, plus flags:
+//!
+//! - NOTIFIED: an unpark arrived while RUNNING; the next park consumes it
+//!   instead of sleeping. This is how an unpark that arrives before the park
+//!   is not lost.
+//! - JOIN_WAITER: a joiner stored its unparker and must be woken at COMPLETE.
+//!
+//! Only the thread that moved a task to RUNNING touches its fiber, and a task
+//! leaves RUNNING only after its fiber has switched away, so a coroutine is
+//! never run by two threads and never resumed while its stack is in use.
+//! `unpark` moves IDLE to SCHEDULED exactly once and only then enqueues, so
+//! a task is in at most one queue.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
+use std::panic::{self, AssertUnwindSafe, Location};
+use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+use corun_stacks::Stack;
+use corun_stacks::fiber::Fiber;
+
+use crate::local::LocalMap;
+use crate::park::{self, Unparker, WaitReason};
+use crate::sched::Shared;
+
+pub(crate) const IDLE: u32 = 0;
+pub(crate) const SCHEDULED: u32 = 1;
+pub(crate) const RUNNING: u32 = 2;
+pub(crate) const COMPLETE: u32 = 3;
+const LIFECYCLE: u32 = 3;
+const NOTIFIED: u32 = 4;
+const JOIN_WAITER: u32 = 8;
+
+type Output<T> = std::thread::Result<T>;
+
+/// What the scheduler needs from a task whose types it does not know.
+struct Vtable {
+    /// Moves the function onto a fresh fiber on `stack`.
+    start: unsafe fn(NonNull<Header>, Stack) -> Fiber,
+    /// Frees the allocation.
+    dealloc: unsafe fn(NonNull<Header>),
+    /// Completes the task without running it (no stack could be had).
+    fail: unsafe fn(NonNull<Header>, Box<dyn Any + Send>),
+}
+
+pub(crate) struct Header {
+    state: AtomicU32,
+    refs: AtomicUsize,
+    /// Bumped when a park ends, so a timer set for an earlier park does not
+    /// wake a later one.
+    pub(crate) park_seq: AtomicU32,
+    wait_reason: AtomicU8,
+    pub(crate) pinned: bool,
+    vtable: &'static Vtable,
+    pub(crate) shared: &'static Shared,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawn_site: &'static Location<'static>,
+    pub(crate) stack_size: usize,
+    /// Coarse time (runtime nanoseconds) of the last state change seen by
+    /// introspection: set at spawn, park and run.
+    pub(crate) since: AtomicU64,
+    /// Where the registry keeps this task: shard and slot.
+    pub(crate) registry_slot: AtomicU64,
+    /// Owned by the thread that holds the task RUNNING.
+    fiber: UnsafeCell<Option<Fiber>>,
+    /// Written by the joiner before it sets JOIN_WAITER, read by the
+    /// completer after it sees JOIN_WAITER.
+    joiner: UnsafeCell<Option<Unparker>>,
+    /// Coroutine-local values; touched only by the coroutine itself.
+    pub(crate) locals: UnsafeCell<Option<Box<LocalMap>>>,
+    /// For pinned tasks: the thread they live on.
+    pub(crate) home: Option<std::sync::Arc<crate::pinned::Home>>,
+}
+
+#[repr(C)]
+struct Prefix<T> {
+    header: Header,
+    output: UnsafeCell<Option<Output<T>>>,
+}
+
+#[repr(C)]
+struct Cell<F, T> {
+    prefix: Prefix<T>,
+    func: UnsafeCell<Option<F>>,
+}
+
+/// What a spawner decides about a task before it exists.
+pub(crate) struct TaskInit {
+    pub(crate) shared: &'static Shared,
+    pub(crate) id: u64,
+    pub(crate) name: Option<Box<str>>,
+    pub(crate) spawn_site: &'static Location<'static>,
+    pub(crate) stack_size: usize,
+    pub(crate) home: Option<std::sync::Arc<crate::pinned::Home>>,
+}
+
+/// One counted reference to a task.
+pub(crate) struct TaskRef(NonNull<Header>);
+
+// SAFETY: a task's function and output are `Send` (enforced by `new`), its
+// header is made of atomics and of cells whose access is serialised by the
+// state protocol above (the fiber by RUNNING, the joiner by JOIN_WAITER,
+// locals by the coroutine itself). Moving a suspended fiber between threads
+// is the runtime's central unsafe assumption, argued in docs/safety.md.
+unsafe impl Send for TaskRef {}
+// SAFETY: as for `Send`; `&TaskRef` only exposes the atomics and the
+// protocol-guarded cells.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
+    /// Allocates a task in state SCHEDULED holding two references: one for
+    /// the run queue and one for the join handle.
+    pub(crate) fn new<F, T>(init: TaskInit, f: F) -> (TaskRef, JoinHandle<T>)
+    where
+        F: FnOnce() -> T + Send + 'static,
+        T: Send + 'static,
+    {
+        let vtable: &'static Vtable = &Vtable {
+            start: start::<F, T>,
+            dealloc: dealloc::<F, T>,
+            fail: fail::<F, T>,
+        };
+        let cell = Box::new(Cell::<F, T> {
+            prefix: Prefix {
+                header: Header {
+                    state: AtomicU32::new(SCHEDULED),
+                    refs: AtomicUsize::new(2),
+                    park_seq: AtomicU32::new(0),
+                    wait_reason: AtomicU8::new(WaitReason::None as u8),
+                    pinned: init.home.is_some(),
+                    vtable,
+                    shared: init.shared,
+                    id: init.id,
+                    name: init.name,
+                    spawn_site: init.spawn_site,
+                    stack_size: init.stack_size,
+                    since: AtomicU64::new(init.shared.coarse_now()),
+                    registry_slot: AtomicU64::new(u64::MAX),
+                    fiber: UnsafeCell::new(None),
+                    joiner: UnsafeCell::new(None),
+                    locals: UnsafeCell::new(None),
+                    home: init.home,
+                },
+                output: UnsafeCell::new(None),
+            },
+            func: UnsafeCell::new(Some(f)),
+        });
+        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        (
+            TaskRef(ptr),
+            JoinHandle {
+                task: TaskRef(ptr),
+                _output: PhantomData,
+            },
+        )
+    }
+
+    pub(crate) fn header(&self) -> &Header {
+        // SAFETY: we own a reference, so the allocation is alive.
+        unsafe { self.0.as_ref() }
+    }
+
+    pub(crate) fn into_raw(self) -> *mut Header {
+        ManuallyDrop::new(self).0.as_ptr()
+    }
+
+    /// # Safety
+    /// `ptr` came from `into_raw` and its reference is handed back here once.
+    pub(crate) unsafe fn from_raw(ptr: *mut Header) -> TaskRef {
+        // SAFETY: `into_raw` never yields null.
+        TaskRef(unsafe { NonNull::new_unchecked(ptr) })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const Header {
+        self.0.as_ptr()
+    }
+
+    /// Wakes the task if it is parked; records the wake if it is running.
+    /// Returns the reference to enqueue when the task became SCHEDULED.
+    pub(crate) fn notify(&self) -> Option<TaskRef> {
+        let state = &self.header().state;
+        let mut cur = state.load(Ordering::Acquire);
+        loop {
+            let next = match cur & LIFECYCLE {
+                IDLE => (cur & !LIFECYCLE) | SCHEDULED,
+                RUNNING if cur & NOTIFIED == 0 => cur | NOTIFIED,
+                _ => return None,
+            };
+            match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) if cur & LIFECYCLE == IDLE => return Some(self.clone()),
+                Ok(_) => return None,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+}
+
+impl Clone for TaskRef {
+    fn clone(&self) -> TaskRef {
+        self.header().refs.fetch_add(1, Ordering::Relaxed);
+        TaskRef(self.0)
+    }
+}
+
+impl Drop for TaskRef {
+    fn drop(&mut self) {
+        if self.header().refs.fetch_sub(1, Ordering::Release) == 1 {
+            std::sync::atomic::fence(Ordering::Acquire);
+            let dealloc = self.header().vtable.dealloc;
+            // SAFETY: that was the last reference.
+            unsafe { dealloc(self.0) };
+        }
+    }
+}
+
+impl Header {
+    pub(crate) fn lifecycle(&self) -> u32 {
+        self.state.load(Ordering::Acquire) & LIFECYCLE
+    }
+
+    pub(crate) fn wait_reason(&self) -> WaitReason {
+        WaitReason::from_u8(self.wait_reason.load(Ordering::Relaxed))
+    }
+
+    pub(crate) fn set_wait_reason(&self, reason: WaitReason) {
+        self.wait_reason.store(reason as u8, Ordering::Relaxed);
+    }
+
+    /// SCHEDULED -> RUNNING, by the thread that took the task off a queue.
+    pub(crate) fn begin_run(&self) {
+        let prev = self.state.fetch_add(RUNNING - SCHEDULED, Ordering::Acquire);
+        debug_assert_eq!(
+            prev & LIFECYCLE,
+            SCHEDULED,
+            "corun: task run while not scheduled"
+        );
+    }
+
+    /// RUNNING -> SCHEDULED, after a yield switched away.
+    pub(crate) fn end_run_yield(&self) {
+        // A wake during the run is satisfied by being scheduled again.
+        let prev = self
+            .state
+            .fetch_update(Ordering::Release, Ordering::Relaxed, |cur| {
+                Some((cur & !(LIFECYCLE | NOTIFIED)) | SCHEDULED)
+            });
+        debug_assert_eq!(prev.map(|p| p & LIFECYCLE), Ok(RUNNING));
+    }
+
+    /// RUNNING -> IDLE after a park switched away, unless a wake arrived
+    /// meanwhile: then the wake is consumed and `false` says "run it again".
+    pub(crate) fn end_run_park(&self) -> bool {
+        let mut cur = self.state.load(Ordering::Acquire);
+        loop {
+            debug_assert_eq!(cur & LIFECYCLE, RUNNING);
+            if cur & NOTIFIED != 0 {
+                self.state.fetch_and(!NOTIFIED, Ordering::Acquire);
+                return false;
+            }
+            match self.state.compare_exchange_weak(
+                cur,
+                (cur & !LIFECYCLE) | IDLE,
+                Ordering::Release,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(actual) => cur = actual,
+            }
+        }
+    }
+
+    /// Consumes a pending wake without switching; the park fast path.
+    pub(crate) fn take_notified(&self) -> bool {
+        let cur = self.state.load(Ordering::Acquire);
+        cur & NOTIFIED != 0 && {
+            self.state.fetch_and(!NOTIFIED, Ordering::Acquire);
+            true
+        }
+    }
+
+    /// The fiber, creating it (and taking a stack) on first run. `None` when
+    /// no stack could be had: the task was completed with that error.
+    ///
+    /// # Safety
+    /// The caller holds the task RUNNING.
+    // The fiber sits in an `UnsafeCell` whose exclusive owner is the thread
+    // holding RUNNING, which is what the safety contract states.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn fiber(&self) -> Option<&mut Fiber> {
+        // SAFETY: RUNNING gives this thread exclusive access to the fiber.
+        let slot = unsafe { &mut *self.fiber.get() };
+        if slot.is_none() {
+            match Stack::new(self.stack_size) {
+                Ok(mut stack) => {
+                    stack.set_label(self.id, self.name.as_deref().unwrap_or(""));
+                    // SAFETY: RUNNING, first run: the function is still there.
+                    *slot = Some(unsafe { (self.vtable.start)(NonNull::from(self), stack) });
+                }
+                Err(e) => {
+                    let msg = format!("corun: coroutine {} could not get a stack: {e}", self.id);
+                    // SAFETY: RUNNING, never started: nobody else touches the output.
+                    unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
+                    return None;
+                }
+            }
+        }
+        slot.as_mut()
+    }
+
+    /// Returns a finished fiber's stack to the pool (on this thread's cache).
+    ///
+    /// # Safety
+    /// The caller holds the task RUNNING and its fiber has finished.
+    pub(crate) unsafe fn release_fiber(&self) {
+        // SAFETY: as for `fiber`.
+        let slot = unsafe { &mut *self.fiber.get() };
+        if let Some(fiber) = slot.take() {
+            drop(fiber.into_stack());
+        }
+    }
+
+    /// Runtime shutdown: claims a task that is not running, leaks its
+    /// started fiber (its code does not continue, its destructors do not
+    /// run: nothing may run on another thread's behalf during shutdown), and
+    /// completes it with an error so a joiner returns.
+    pub(crate) fn abandon(&self) {
+        let claimed = self
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                match cur & LIFECYCLE {
+                    IDLE | SCHEDULED => Some((cur & !(LIFECYCLE | NOTIFIED)) | RUNNING),
+                    _ => None,
+                }
+            });
+        if claimed.is_err() {
+            return;
+        }
+        // SAFETY: we hold the task RUNNING.
+        if let Some(fiber) = unsafe { (*self.fiber.get()).take() } {
+            std::mem::forget(fiber);
+        }
+        let msg = format!(
+            "corun: the runtime shut down before coroutine {} finished",
+            self.id
+        );
+        // SAFETY: RUNNING; `fail` drops an unused function and sets the output.
+        unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
+        self.complete();
+    }
+
+    /// RUNNING -> COMPLETE; wakes the joiner if one waits.
+    pub(crate) fn complete(&self) {
+        let prev = self.state.fetch_or(COMPLETE, Ordering::AcqRel);
+        if prev & JOIN_WAITER != 0 {
+            // SAFETY: the joiner wrote this before setting JOIN_WAITER
+            // (Release), we saw the bit (Acquire), and it writes it only once.
+            if let Some(joiner) = unsafe { (*self.joiner.get()).take() } {
+                joiner.unpark();
+            }
+        }
+    }
+}
+
+/// # Safety
+/// `ptr` is a live `Cell<F, T>` held RUNNING for its first run.
+unsafe fn start<F, T>(ptr: NonNull<Header>, stack: Stack) -> Fiber
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    let cell = ptr.cast::<Cell<F, T>>();
+    // SAFETY: first run under RUNNING: nobody else reads `func`.
+    let f = unsafe { (*cell.as_ref().func.get()).take() }.expect("corun: task started twice");
+    let prefix = ptr.cast::<Prefix<T>>();
+    Fiber::new(stack, move || {
+        let out = panic::catch_unwind(AssertUnwindSafe(f));
+        // Coroutine-locals die with their coroutine, on its own stack.
+        crate::local::drop_current();
+        // SAFETY: the running task holds a reference (the scheduler's), so
+        // the cell is alive; the output is read only after COMPLETE, which
+        // the scheduler sets after this fiber finished.
+        unsafe { *prefix.as_ref().output.get() = Some(out) };
+    })
+}
+
+/// # Safety
+/// The last reference to a `Cell<F, T>` was dropped.
+unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
+    // SAFETY: allocated by `Box::new` in `TaskRef::new` with this type.
+    let mut cell = unsafe { Box::from_raw(ptr.cast::<Cell<F, T>>().as_ptr()) };
+    // Tasks are freed after they complete, so a fiber left here never
+    // started or was abandoned at shutdown. A started one is leaked rather
+    // than unwound on whatever thread dropped the last reference.
+    if let Some(fiber) = cell.prefix.header.fiber.get_mut().take()
+        && fiber.is_started()
+        && !fiber.is_finished()
+    {
+        std::mem::forget(fiber);
+    }
+    drop(cell);
+}
+
+/// # Safety
+/// The task is RUNNING and has never started.
+unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
+    let cell = ptr.cast::<Cell<F, T>>();
+    // SAFETY: as documented: exclusive access to func and output.
+    unsafe {
+        drop((*cell.as_ref().func.get()).take());
+        *cell.as_ref().prefix.output.get() = Some(Err(payload));
+    }
+}
+
+/// An owned permission to join a coroutine. Dropping it detaches the
+/// coroutine, which keeps running.
+pub struct JoinHandle<T> {
+    task: TaskRef,
+    _output: PhantomData<T>,
+}
+
+impl<T> JoinHandle<T> {
+    /// Waits for the coroutine to finish and returns its result, or
+    /// `Err(payload)` if it panicked. Parks the calling coroutine, or the
+    /// calling thread outside coroutines.
+    pub fn join(self) -> std::thread::Result<T> {
+        let header = self.task.header();
+        let state = &header.state;
+        let mut cur = state.load(Ordering::Acquire);
+        if cur & LIFECYCLE != COMPLETE {
+            // SAFETY: only this handle writes the joiner, once, before
+            // publishing JOIN_WAITER.
+            unsafe { *header.joiner.get() = Some(park::unparker()) };
+            loop {
+                if cur & LIFECYCLE == COMPLETE {
+                    break;
+                }
+                match state.compare_exchange_weak(
+                    cur,
+                    cur | JOIN_WAITER,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                ) {
+                    Ok(_) => {
+                        while state.load(Ordering::Acquire) & LIFECYCLE != COMPLETE {
+                            park::park(WaitReason::Join);
+                        }
+                        break;
+                    }
+                    Err(actual) => cur = actual,
+                }
+            }
+        }
+        let prefix = self.task.0.cast::<Prefix<T>>();
+        // SAFETY: COMPLETE was observed with Acquire, so the output written
+        // by the finished fiber is visible; this handle is the only reader.
+        let out = unsafe { (*prefix.as_ref().output.get()).take() };
+        out.expect("corun: a completed coroutine left no output")
+    }
+
+    /// True once the coroutine has finished (returned or panicked).
+    pub fn is_finished(&self) -> bool {
+        self.task.header().lifecycle() == COMPLETE
+    }
+
+    /// The coroutine's id, unique in the process.
+    pub fn id(&self) -> u64 {
+        self.task.header().id
+    }
+
+    /// The coroutine's name, if it was given one.
+    pub fn name(&self) -> Option<&str> {
+        self.task.header().name.as_deref()
+    }
+
+    /// A handle describing the coroutine.
+    pub fn coroutine(&self) -> crate::Coroutine {
+        crate::Coroutine::from_task(self.task.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for JoinHandle<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JoinHandle")
+            .field("id", &self.id())
+            .field("name", &self.name())
+            .finish()
+    }
+}

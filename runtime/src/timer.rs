@@ -1,0 +1,279 @@
+//! Timers: one heap per P, fired by whichever thread looks first.
+//!
+//! Each P owns a binary heap ordered by deadline (runtime nanoseconds) and
+//! publishes its earliest deadline in `next_when`, so the common check
+//! "anything due?" is one atomic load. Entries are added to the heap of the
+//! P the caller runs on, fired by that P's worker in its scheduling loop, by
+//! the thread blocked in the poller (whose timeout is the earliest deadline
+//! of all Ps), or, as a backstop when every worker is busy, by sysmon.
+//!
+//! Two kinds of entry exist. A wake entry unparks a coroutine parked with a
+//! deadline, but only if that park is still the one it was set for (the
+//! task's `park_seq`), so a stale entry never wakes a later park. A callback
+//! entry runs a short closure (contexts use it to cancel themselves) unless
+//! it was cancelled. Stale and cancelled entries are counted and the heap is
+//! rebuilt without them once they are the majority: a server that arms and
+//! cancels a timeout per request does not grow its heaps.
+//!
+//! Firing happens outside the heap lock: due entries are popped under the
+//! lock, then woken or run after it is released.
+
+use std::cmp::Ordering as CmpOrdering;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use crate::park::Unparker;
+use crate::sched::Shared;
+use crate::task::TaskRef;
+
+const NONE: u64 = u64::MAX;
+const COMPACT_MIN: usize = 64;
+
+pub(crate) struct Timers {
+    heap: Mutex<Heap>,
+    next_when: AtomicU64,
+}
+
+#[derive(Default)]
+struct Heap {
+    entries: BinaryHeap<Entry>,
+    stale: usize,
+    seq: u64,
+}
+
+struct Entry {
+    when: u64,
+    seq: u64,
+    kind: Kind,
+}
+
+enum Kind {
+    Wake { task: TaskRef, park_seq: u32 },
+    Callback(Arc<Callback>),
+}
+
+/// Something popped from a heap, to be fired outside its lock.
+pub(crate) enum Due {
+    Wake(TaskRef, u32),
+    Callback(Arc<Callback>),
+}
+
+impl Due {
+    pub(crate) fn fire(self) {
+        match self {
+            Due::Wake(task, park_seq) => {
+                if task.header().park_seq.load(Ordering::Relaxed) == park_seq {
+                    Unparker::from_task(task).unpark();
+                }
+            }
+            Due::Callback(cb) => {
+                if !cb.cancelled.swap(true, Ordering::AcqRel) {
+                    let f = cb.f.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    if let Some(f) = f {
+                        f();
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == CmpOrdering::Equal
+    }
+}
+impl Eq for Entry {}
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Entry {
+    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
+    fn cmp(&self, other: &Self) -> CmpOrdering {
+        (other.when, other.seq).cmp(&(self.when, self.seq))
+    }
+}
+
+impl Entry {
+    fn is_stale(&self) -> bool {
+        match &self.kind {
+            Kind::Wake { task, park_seq } => {
+                task.header().park_seq.load(Ordering::Relaxed) != *park_seq
+            }
+            Kind::Callback(cb) => cb.cancelled.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl Timers {
+    pub(crate) fn new() -> Timers {
+        Timers {
+            heap: Mutex::new(Heap::default()),
+            next_when: AtomicU64::new(NONE),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Heap> {
+        // Heap updates cannot be left half done by a panic (no user code
+        // runs under this lock), so a poisoned lock is still consistent.
+        self.heap.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The earliest deadline, in runtime nanoseconds (`u64::MAX`: none).
+    pub(crate) fn next_when(&self) -> u64 {
+        self.next_when.load(Ordering::Acquire)
+    }
+
+    fn push(&self, shared: &Shared, when: u64, kind: Kind) {
+        {
+            let mut heap = self.lock();
+            heap.seq += 1;
+            let seq = heap.seq;
+            heap.entries.push(Entry { when, seq, kind });
+            if when < self.next_when.load(Ordering::Relaxed) {
+                self.next_when.store(when, Ordering::Release);
+            }
+        }
+        shared.timer_added(when);
+    }
+
+    pub(crate) fn add_wake(
+        &self,
+        shared: &Shared,
+        deadline: Instant,
+        task: TaskRef,
+        park_seq: u32,
+    ) {
+        self.push(
+            shared,
+            shared.nanos_at(deadline),
+            Kind::Wake { task, park_seq },
+        );
+    }
+
+    pub(crate) fn add_callback(&self, shared: &Shared, deadline: Instant, cb: Arc<Callback>) {
+        self.push(shared, shared.nanos_at(deadline), Kind::Callback(cb));
+    }
+
+    /// Records that an entry became useless before its deadline.
+    pub(crate) fn note_stale(&self) {
+        let mut heap = self.lock();
+        heap.stale += 1;
+        if heap.stale >= COMPACT_MIN && heap.stale * 2 > heap.entries.len() {
+            let entries = std::mem::take(&mut heap.entries);
+            heap.entries = entries.into_iter().filter(|e| !e.is_stale()).collect();
+            heap.stale = 0;
+            let next = heap.entries.peek().map_or(NONE, |e| e.when);
+            self.next_when.store(next, Ordering::Release);
+        }
+    }
+
+    /// Pops every entry due at `now` into `out`; returns how many.
+    pub(crate) fn take_due(&self, now: u64, out: &mut Vec<Due>) -> usize {
+        if self.next_when.load(Ordering::Acquire) > now {
+            return 0;
+        }
+        let mut heap = self.lock();
+        let mut n = 0;
+        while heap.entries.peek().is_some_and(|e| e.when <= now) {
+            let entry = heap.entries.pop().expect("peeked");
+            if entry.is_stale() {
+                heap.stale = heap.stale.saturating_sub(1);
+                continue;
+            }
+            n += 1;
+            out.push(match entry.kind {
+                Kind::Wake { task, park_seq } => Due::Wake(task, park_seq),
+                Kind::Callback(cb) => Due::Callback(cb),
+            });
+        }
+        let next = heap.entries.peek().map_or(NONE, |e| e.when);
+        self.next_when.store(next, Ordering::Release);
+        n
+    }
+
+    /// Entries that will still fire (stale ones excluded).
+    pub(crate) fn live(&self) -> usize {
+        let heap = self.lock();
+        heap.entries.iter().filter(|e| !e.is_stale()).count()
+    }
+
+    /// Removes every entry (runtime shutdown).
+    pub(crate) fn clear(&self) {
+        let entries = std::mem::take(&mut self.lock().entries);
+        self.next_when.store(NONE, Ordering::Release);
+        drop(entries);
+    }
+}
+
+pub(crate) struct Callback {
+    cancelled: AtomicBool,
+    f: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+}
+
+/// A callback run once by the runtime at a deadline, unless cancelled.
+///
+/// The callback runs on a runtime thread, in scheduler context: it must be
+/// short and must not block (waking coroutines, sending on a channel with
+/// room, cancelling a context are fine). No thread or coroutine is spent per
+/// timer.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use std::time::{Duration, Instant};
+///
+/// let fired = Arc::new(AtomicBool::new(false));
+/// let flag = fired.clone();
+/// let timer = corun_runtime::Timer::at(Instant::now() + Duration::from_millis(5), move || {
+///     flag.store(true, Ordering::SeqCst)
+/// });
+/// std::thread::sleep(Duration::from_millis(100));
+/// assert!(fired.load(Ordering::SeqCst));
+/// assert!(!timer.cancel(), "already fired");
+/// ```
+pub struct Timer {
+    cb: Arc<Callback>,
+    shared: &'static Shared,
+    heap: usize,
+}
+
+impl Timer {
+    /// Arms a timer on the current runtime (the global one outside
+    /// coroutines).
+    pub fn at<F: FnOnce() + Send + 'static>(deadline: Instant, f: F) -> Timer {
+        let shared = crate::sched::current_shared();
+        let heap = shared.timer_heap_index();
+        let cb = Arc::new(Callback {
+            cancelled: AtomicBool::new(false),
+            f: Mutex::new(Some(Box::new(f))),
+        });
+        shared.ps[heap]
+            .timers
+            .add_callback(shared, deadline, cb.clone());
+        Timer { cb, shared, heap }
+    }
+
+    /// Stops the timer. Returns `true` if this call prevented the callback
+    /// from running, `false` if it already ran (or was cancelled).
+    pub fn cancel(&self) -> bool {
+        if self.cb.cancelled.swap(true, Ordering::AcqRel) {
+            return false;
+        }
+        drop(self.cb.f.lock().unwrap_or_else(|e| e.into_inner()).take());
+        self.shared.ps[self.heap].timers.note_stale();
+        true
+    }
+}
+
+impl std::fmt::Debug for Timer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timer")
+            .field("pending", &!self.cb.cancelled.load(Ordering::Relaxed))
+            .finish()
+    }
+}

@@ -1,0 +1,95 @@
+//! The runtime's per-thread context, read only through `#[inline(never)]`
+//! accessors.
+//!
+//! A coroutine may stop on one OS thread and continue on another. If the
+//! compiler computed the address of a thread-local before such a switch and
+//! reused it after, the coroutine would read the old thread's context. Every
+//! accessor here is a real call that looks the thread-local up afresh, and
+//! none of them returns a reference into it.
+
+use std::cell::Cell;
+use std::ptr;
+
+use crate::sched::Shared;
+use crate::task::Header;
+
+/// Marks "this thread holds no P".
+pub(crate) const NO_P: usize = usize::MAX;
+
+#[derive(Clone, Copy)]
+pub(crate) struct Ctx {
+    /// The runtime this thread works for (null outside runtime threads).
+    pub(crate) shared: *const Shared,
+    /// The P this thread holds, or `NO_P`.
+    pub(crate) p: usize,
+    /// The P's epoch when this thread acquired it.
+    pub(crate) epoch: u64,
+    /// The task running on this thread (null in scheduler code).
+    pub(crate) task: *const Header,
+    /// True while a coroutine runs: P operations must claim the P first.
+    pub(crate) user: bool,
+}
+
+impl Ctx {
+    const NONE: Ctx = Ctx {
+        shared: ptr::null(),
+        p: NO_P,
+        epoch: 0,
+        task: ptr::null(),
+        user: false,
+    };
+
+    pub(crate) fn shared(&self) -> Option<&'static Shared> {
+        // SAFETY: `Shared` values are leaked when a runtime is built, so a
+        // non-null pointer stays valid for the rest of the process.
+        unsafe { self.shared.as_ref() }
+    }
+
+    pub(crate) fn task(&self) -> Option<&Header> {
+        // SAFETY: the scheduler sets `task` while it holds a reference to
+        // the running task and clears it before dropping that reference.
+        unsafe { self.task.as_ref() }
+    }
+}
+
+thread_local! {
+    static CTX: Cell<Ctx> = const { Cell::new(Ctx::NONE) };
+}
+
+#[inline(never)]
+pub(crate) fn ctx() -> Ctx {
+    CTX.with(|c| c.get())
+}
+
+#[inline(never)]
+pub(crate) fn update(f: impl FnOnce(&mut Ctx)) {
+    CTX.with(|c| {
+        let mut ctx = c.get();
+        f(&mut ctx);
+        c.set(ctx);
+    })
+}
+
+#[inline(never)]
+pub(crate) fn current_task_ptr() -> *const Header {
+    CTX.with(|c| c.get().task)
+}
+
+#[inline(never)]
+pub(crate) fn set_task(task: *const Header, user: bool) {
+    CTX.with(|c| {
+        let mut ctx = c.get();
+        ctx.task = task;
+        ctx.user = user;
+        c.set(ctx);
+    })
+}
+
+#[inline(never)]
+pub(crate) fn set_user(user: bool) {
+    CTX.with(|c| {
+        let mut ctx = c.get();
+        ctx.user = user;
+        c.set(ctx);
+    })
+}
