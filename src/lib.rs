@@ -1,10 +1,28 @@
 //! corun: Go's concurrency model for Rust.
 //!
-//! This facade re-exports the workspace crates. Today it carries the stack
-//! layer ([`stacks`]); the scheduler, channels, sync primitives and network
-//! types arrive with their crates.
+//! Stackful coroutines on guarded, lazily committed stacks, multiplexed by a
+//! G/M/P work-stealing scheduler, parked cheaply on channels, locks, timers
+//! and sockets. Write plain blocking code; run a million of them.
+//!
+//! ```
+//! let h = corun::go!(|| 6 * 7);
+//! assert_eq!(h.join().unwrap(), 42);
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub use corun_runtime::{
+    Builder, Coroutine, JoinHandle, LocalKey, Runtime, RuntimeBuilder, blocking, coroutine_local,
+    current, go, is_coroutine, run, sleep, sleep_until, spawn, yield_now, yield_point,
+};
+
+/// Introspection and low-level runtime hooks (`corun-runtime`).
+pub mod runtime {
+    pub use corun_runtime::{
+        CoroutineInfo, Driver, State, Stats, Timer, Unparker, WaitReason, coroutines, dump, global,
+        install_driver, park, park_deadline, stats, unparker,
+    };
+}
 
 /// Guarded, lazily committed, pooled coroutine stacks (`corun-stacks`).
 pub mod stacks {

@@ -1,0 +1,3 @@
+//! corun-sync: channels, select!, locks, WaitGroup, Context and ErrGroup for coroutines.
+
+#![deny(unsafe_op_in_unsafe_fn)]
