@@ -257,7 +257,8 @@ pub struct Stats {
     pub steals: u64,
     /// Ps taken from a blocked or stuck M and handed to another.
     pub handoffs: u64,
-    /// Timers armed and not yet fired or cancelled.
+    /// Timer heap entries: armed timers, plus cancelled ones not yet swept
+    /// (sweeping keeps those below about half).
     pub timers: usize,
     /// Coroutines waiting in the global queue.
     pub global_queue: usize,
@@ -298,7 +299,7 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         s.spawned += p.spawned.load(Ordering::Relaxed);
         s.switches += p.switches.load(Ordering::Relaxed);
         s.steals += p.steals.load(Ordering::Relaxed);
-        s.timers += p.timers.live();
+        s.timers += p.timers.len();
     }
     s.spawned += shared.spawned_off_p.load(Ordering::Relaxed);
     s.handoffs = shared.handoffs.load(Ordering::Relaxed);

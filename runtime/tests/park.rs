@@ -1,0 +1,179 @@
+//! The park/unpark primitive: no lost wake-ups, no double runs.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corun_runtime::{Runtime, WaitReason, go, park, park_deadline, unparker};
+
+#[test]
+fn unpark_before_park_is_kept() {
+    let h = go!(|| {
+        unparker().unpark();
+        park(WaitReason::Park); // returns at once: the token was there
+        true
+    });
+    assert!(h.join().unwrap());
+    // Same on a plain thread.
+    unparker().unpark();
+    park(WaitReason::Park);
+}
+
+#[test]
+fn park_deadline_times_out_and_never_early() {
+    for in_coroutine in [true, false] {
+        let f = || {
+            let t = Instant::now();
+            let deadline = t + Duration::from_millis(20);
+            while !park_deadline(WaitReason::Park, deadline) {}
+            assert!(Instant::now() >= deadline);
+        };
+        if in_coroutine {
+            go!(f).join().unwrap()
+        } else {
+            f()
+        }
+    }
+}
+
+/// A flag-and-unparker handshake repeated many times between threads and
+/// coroutines: every wait ends, and each coroutine runs on one thread at a
+/// time (a second concurrent run would trip `inside`).
+#[test]
+fn ping_pong_handshakes_lose_nothing() {
+    const ROUNDS: usize = 20_000;
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let turn = Arc::new(AtomicUsize::new(0));
+    let waiters: Arc<Mutex<[Option<corun_runtime::Unparker>; 2]>> =
+        Arc::new(Mutex::new([None, None]));
+    let hs: Vec<_> = (0..2)
+        .map(|me| {
+            let turn = turn.clone();
+            let waiters = waiters.clone();
+            let inside = Arc::new(AtomicBool::new(false));
+            rt.spawn(move || {
+                waiters.lock().unwrap()[me] = Some(unparker());
+                for round in 0..ROUNDS {
+                    while turn.load(Ordering::Acquire) != round * 2 + me {
+                        park(WaitReason::Park);
+                    }
+                    assert!(
+                        !inside.swap(true, Ordering::SeqCst),
+                        "coroutine running twice"
+                    );
+                    inside.store(false, Ordering::SeqCst);
+                    turn.store(round * 2 + me + 1, Ordering::Release);
+                    let other = waiters.lock().unwrap()[1 - me].clone();
+                    if let Some(u) = other {
+                        u.unpark();
+                    }
+                }
+            })
+        })
+        .collect();
+    // A watchdog thread keeps unparking late registrants (the first round's
+    // unpark may precede the other's registration).
+    let t = Instant::now();
+    while hs.iter().any(|h| !h.is_finished()) {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "handshake stalled at turn {}",
+            turn.load(Ordering::SeqCst)
+        );
+        for u in waiters.lock().unwrap().iter().flatten() {
+            u.unpark();
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert_eq!(turn.load(Ordering::SeqCst), ROUNDS * 2);
+}
+
+/// Many outside threads unpark many coroutines concurrently; each coroutine
+/// counts its wake-ups and re-parks until told to stop.
+#[test]
+fn concurrent_unparks_from_threads() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let ready = Arc::new(Mutex::new(Vec::new()));
+    let hs: Vec<_> = (0..200)
+        .map(|_| {
+            let stop = stop.clone();
+            let ready = ready.clone();
+            rt.spawn(move || {
+                ready.lock().unwrap().push(unparker());
+                let mut wakes = 0u64;
+                while !stop.load(Ordering::Acquire) {
+                    park(WaitReason::Park);
+                    wakes += 1;
+                }
+                wakes
+            })
+        })
+        .collect();
+    while ready.lock().unwrap().len() < 200 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let us: Vec<_> = ready.lock().unwrap().clone();
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let us = us.clone();
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    for u in &us {
+                        u.unpark();
+                    }
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    stop.store(true, Ordering::Release);
+    for u in &us {
+        u.unpark();
+    }
+    let total: u64 = hs.into_iter().map(|h| h.join().unwrap()).sum();
+    // Wakes collapse (at most one pending per waiter) but every coroutine
+    // saw at least its final one.
+    assert!((200..=200 * 801).contains(&total), "{total}");
+}
+
+#[test]
+fn timer_callbacks_fire_once_and_cancel() {
+    let fired = Arc::new(AtomicUsize::new(0));
+    let f1 = fired.clone();
+    let t1 = corun_runtime::Timer::at(Instant::now() + Duration::from_millis(5), move || {
+        f1.fetch_add(1, Ordering::SeqCst);
+    });
+    let f2 = fired.clone();
+    let t2 = corun_runtime::Timer::at(Instant::now() + Duration::from_millis(50), move || {
+        f2.fetch_add(100, Ordering::SeqCst);
+    });
+    assert!(t2.cancel());
+    assert!(!t2.cancel());
+    let t = Instant::now();
+    while fired.load(Ordering::SeqCst) == 0 {
+        assert!(t.elapsed() < Duration::from_secs(10));
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    std::thread::sleep(Duration::from_millis(80));
+    assert_eq!(fired.load(Ordering::SeqCst), 1);
+    assert!(!t1.cancel());
+}
+
+#[test]
+fn cancelled_timers_do_not_accumulate() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let far = Instant::now() + Duration::from_secs(3600);
+        for _ in 0..10_000 {
+            let t = corun_runtime::Timer::at(far, || ());
+            assert!(t.cancel());
+        }
+    });
+    assert!(rt.stats().timers <= 64, "{:?}", rt.stats());
+}

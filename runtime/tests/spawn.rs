@@ -1,0 +1,241 @@
+//! Spawning and joining, from threads and from coroutines.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corun_runtime::{Builder, Runtime, go};
+
+#[test]
+fn join_from_thread() {
+    let h = go!(|| 21 * 2);
+    assert_eq!(h.join().unwrap(), 42);
+}
+
+#[test]
+fn join_from_coroutine() {
+    let v = corun_runtime::run(|| {
+        assert!(corun_runtime::is_coroutine());
+        go!(|| "inner").join().unwrap()
+    });
+    assert_eq!(v, "inner");
+    assert!(!corun_runtime::is_coroutine());
+}
+
+fn tree(depth: u32) -> u64 {
+    if depth == 0 {
+        return 1;
+    }
+    let hs: Vec<_> = (0..4).map(|_| go!(move || tree(depth - 1))).collect();
+    hs.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+#[test]
+fn nested_spawns() {
+    assert_eq!(corun_runtime::run(|| tree(6)), 4096);
+    // From a plain thread the tree's root is a thread, its children coroutines.
+    assert_eq!(tree(4), 256);
+}
+
+#[test]
+fn handle_reports_id_name_and_finish() {
+    let h = Builder::new()
+        .name("named")
+        .spawn(|| corun_runtime::current().unwrap())
+        .unwrap();
+    assert_eq!(h.name(), Some("named"));
+    let id = h.id();
+    while !h.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let me = h.join().unwrap();
+    assert_eq!(me.id(), id);
+    assert_eq!(me.name(), Some("named"));
+}
+
+#[test]
+fn ids_are_unique_across_threads() {
+    let ids = Arc::new(Mutex::new(HashSet::new()));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                let hs: Vec<_> = (0..2000).map(|_| go!(|| ())).collect();
+                let mut ids = ids.lock().unwrap();
+                for h in hs {
+                    assert!(ids.insert(h.id()), "duplicate coroutine id");
+                    h.join().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(ids.lock().unwrap().len(), 8000);
+}
+
+#[test]
+fn dropped_handle_detaches() {
+    let done = Arc::new(AtomicUsize::new(0));
+    for _ in 0..100 {
+        let done = done.clone();
+        drop(go!(move || {
+            corun_runtime::sleep(Duration::from_millis(2));
+            done.fetch_add(1, Ordering::SeqCst);
+        }));
+    }
+    let t = Instant::now();
+    while done.load(Ordering::SeqCst) < 100 {
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "detached coroutines did not finish"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+#[test]
+fn bad_stack_sizes_are_refused() {
+    for size in [0, 1024, (1 << 30) + 1, usize::MAX] {
+        let err = Builder::new().stack_size(size).spawn(|| ()).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains("stack size"), "{err}");
+    }
+    let big = Builder::new().stack_size(64 << 20).spawn(|| 1).unwrap();
+    assert_eq!(big.join().unwrap(), 1);
+}
+
+#[test]
+fn bad_runtime_settings_are_refused() {
+    let e = Runtime::builder().workers(0).build().unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
+    let e = Runtime::builder()
+        .workers(1)
+        .stack_size(10)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("stack size"), "{e}");
+    let e = Runtime::builder()
+        .workers(4)
+        .max_threads(2)
+        .build()
+        .unwrap_err();
+    assert!(e.to_string().contains("max_threads"), "{e}");
+}
+
+#[test]
+fn explicit_runtime_block_on_and_shutdown() {
+    let rt = Runtime::builder()
+        .workers(2)
+        .name("test-rt")
+        .build()
+        .unwrap();
+    let v = rt.block_on(|| {
+        let hs: Vec<_> = (0..1000u64).map(|i| go!(move || i)).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).sum::<u64>()
+    });
+    assert_eq!(v, 499_500);
+    assert_eq!(rt.workers(), 2);
+    // A coroutine parked forever when the runtime goes away: its joiner
+    // returns an error instead of hanging.
+    let stuck = rt.spawn(|| {
+        loop {
+            corun_runtime::park(corun_runtime::WaitReason::Park);
+        }
+    });
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rt);
+    let err = stuck.join().unwrap_err();
+    let msg = err.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("shut down"), "{msg}");
+}
+
+#[test]
+fn block_on_propagates_panics() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        rt.block_on(|| panic!("boom"))
+    }));
+    assert!(r.is_err());
+    assert_eq!(rt.block_on(|| 5), 5, "runtime keeps running after a panic");
+}
+
+#[test]
+fn panics_stay_in_their_coroutine() {
+    let hs: Vec<_> = (0..50)
+        .map(|i| {
+            go!(move || {
+                if i % 2 == 0 {
+                    panic!("even {i}");
+                }
+                i
+            })
+        })
+        .collect();
+    for (i, h) in hs.into_iter().enumerate() {
+        match h.join() {
+            Ok(v) => assert_eq!(v, i),
+            Err(p) => {
+                assert_eq!(i % 2, 0);
+                assert_eq!(p.downcast_ref::<String>().unwrap(), &format!("even {i}"));
+            }
+        }
+    }
+    assert_eq!(go!(|| 7).join().unwrap(), 7);
+}
+
+#[test]
+fn stealing_spreads_cpu_work() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let threads = rt.block_on(|| {
+        let hs: Vec<_> = (0..64)
+            .map(|_| {
+                go!(|| {
+                    // CPU work without yield points, long enough that one
+                    // worker alone would leave the other's queue waiting.
+                    let t = Instant::now();
+                    let mut x = 0u64;
+                    while t.elapsed() < Duration::from_millis(2) {
+                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    }
+                    std::hint::black_box(x);
+                    std::thread::current().id()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<HashSet<_>>()
+    });
+    assert!(threads.len() >= 2, "all CPU work ran on one thread");
+    assert!(rt.stats().steals > 0 || threads.len() >= 2);
+}
+
+#[test]
+fn yield_now_interleaves_on_one_worker() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let l = log.clone();
+    rt.block_on(move || {
+        let hs: Vec<_> = (0..3)
+            .map(|i| {
+                let l = l.clone();
+                go!(move || {
+                    for _ in 0..3 {
+                        l.lock().unwrap().push(i);
+                        corun_runtime::yield_now();
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let log = log.lock().unwrap();
+    assert_eq!(log.len(), 9);
+    // With one worker and yields, no coroutine runs all its steps first.
+    assert_ne!(&log[..3], &[log[0]; 3]);
+}

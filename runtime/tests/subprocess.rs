@@ -1,0 +1,143 @@
+//! Behaviour that ends or configures a process, checked in a child process:
+//! panic messages, stack overflow reports, the thread cap, environment.
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use corun_runtime::{Builder, Runtime, go};
+
+const CHILD: &str = "CORUN_TEST_CHILD";
+
+fn child(name: &str, env: &[(&str, &str)]) -> Output {
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = Command::new(exe);
+    cmd.args(["--exact", "children", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// The entry point children run; a no-op in the parent.
+#[test]
+fn children() {
+    let Ok(which) = std::env::var(CHILD) else {
+        return;
+    };
+    match which.as_str() {
+        "panic" => {
+            let h = Builder::new()
+                .name("doomed")
+                .spawn(|| panic!("kaboom {}", 42))
+                .unwrap();
+            assert!(h.join().is_err());
+            let ok = go!(|| "still running").join().unwrap();
+            println!("after panic: {ok}");
+        }
+        "overflow" => {
+            fn recurse(n: u64) -> u64 {
+                let buf = std::hint::black_box([n; 64]);
+                if n == 0 { 0 } else { recurse(n - 1) + buf[3] }
+            }
+            let h = Builder::new()
+                .name("deep")
+                .stack_size(64 * 1024)
+                .spawn(|| recurse(1 << 30))
+                .unwrap();
+            let _ = h.join();
+            println!("unreachable");
+        }
+        "thread-cap" => {
+            let rt = Runtime::builder()
+                .workers(1)
+                .max_threads(2)
+                .build()
+                .unwrap();
+            let hs: Vec<_> = (0..4)
+                .map(|_| {
+                    rt.spawn(|| {
+                        corun_runtime::blocking(|| std::thread::sleep(Duration::from_secs(5)))
+                    })
+                })
+                .collect();
+            for h in hs {
+                let _ = h.join();
+            }
+            println!("unreachable");
+        }
+        "env" => {
+            let s = corun_runtime::stats();
+            println!("ps={}", s.ps);
+            let h = go!(|| corun_stacks::remaining_stack().unwrap());
+            println!("stack-left={}", h.join().unwrap());
+        }
+        other => panic!("unknown child {other}"),
+    }
+}
+
+#[test]
+fn panic_message_names_the_coroutine_and_runtime_survives() {
+    let out = child("panic", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("'doomed' panicked at") && stderr.contains("kaboom 42"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("coroutine "), "{stderr}");
+    assert!(stdout.contains("after panic: still running"), "{stdout}");
+}
+
+#[test]
+fn coroutine_overflow_is_reported_and_aborts() {
+    let out = child("overflow", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("'deep' overflowed its stack of 64 KiB"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("stack_size"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("unreachable"));
+}
+
+#[test]
+fn thread_cap_is_a_clear_fatal_error() {
+    let out = child("thread-cap", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("needs more than 2 OS threads"), "{stderr}");
+    assert!(stderr.contains("max_threads"), "{stderr}");
+}
+
+#[test]
+fn environment_configures_the_global_runtime() {
+    let out = child("env", &[("CORUN_WORKERS", "3"), ("CORUN_STACK_SIZE", "1M")]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("ps=3"), "{stdout}");
+    let left: usize = stdout
+        .split("stack-left=")
+        .nth(1)
+        .unwrap()
+        .trim()
+        .lines()
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(left > 900 * 1024, "{left}");
+
+    let out = child("env", &[("CORUN_WORKERS", "lots")]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("ignoring CORUN_WORKERS=\"lots\""),
+        "{stderr}"
+    );
+}
