@@ -172,6 +172,9 @@ impl Builder {
             }
         } else {
             sched::enqueue_new(shared, task);
+            // A spawn loop is a loop like any other: give way when its slice
+            // is over.
+            yield_point();
         }
         Ok(handle)
     }

@@ -145,6 +145,9 @@ impl P {
     }
 
     fn take_runnext(&self) -> Option<TaskRef> {
+        if self.runnext.load(Ordering::Relaxed).is_null() {
+            return None;
+        }
         let ptr = self.runnext.swap(std::ptr::null_mut(), Ordering::AcqRel);
         // SAFETY: runnext holds a reference made by `into_raw`, taken once
         // by whoever swaps it out.
@@ -502,10 +505,13 @@ impl Shared {
                 in_call >= 20_000
                     && (others_wait || pp.timers.next_when() != u64::MAX || in_call >= 10_000_000)
             }
-            P_USER => match stuck_since {
-                Some(since) if now.saturating_sub(since) >= TIME_SLICE.as_nanos() as u64 => {
+            // After one slice the coroutine is asked to yield at its next
+            // yield point; after two without one, its M loses the P.
+            P_USER => match stuck_since.map(|since| now.saturating_sub(since)) {
+                Some(ran) if ran >= TIME_SLICE.as_nanos() as u64 => {
                     pp.preempt.store(true, Ordering::Release);
-                    others_wait || pp.timers.next_when() != u64::MAX
+                    ran >= 2 * TIME_SLICE.as_nanos() as u64
+                        && (others_wait || pp.timers.next_when() != u64::MAX)
                 }
                 _ => false,
             },
@@ -602,6 +608,12 @@ fn thread_hash() -> usize {
     HASH.with(|h| *h)
 }
 
+/// Adds one to a counter only the P's owner writes: a plain load and store,
+/// not a locked read-modify-write, on the scheduling hot path.
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
 /// Prints a runtime failure that cannot be returned to anyone, and aborts.
 pub(crate) fn fatal(msg: &str) -> ! {
     eprintln!("fatal error: {msg}");
@@ -671,7 +683,7 @@ pub(crate) fn enqueue_woken(task: TaskRef) {
 pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef) {
     let mut task = Some(task);
     let queued = with_own_p(shared, |p| {
-        p.spawned.fetch_add(1, Ordering::Relaxed);
+        bump(&p.spawned);
         // SAFETY: as in `enqueue_woken`.
         unsafe { p.push_next(task.take().expect("once")) };
         shared.wakep();
@@ -963,7 +975,7 @@ impl M {
                         .steal_batch_with_limit_and_pop(local, usize::MAX)
                     {
                         Steal::Success(t) => {
-                            p.steals.fetch_add(1, Ordering::Relaxed);
+                            bump(&p.steals);
                             return Some(t);
                         }
                         Steal::Retry => continue,
@@ -1017,7 +1029,9 @@ impl M {
             shared.poller_blocked.store(true, Ordering::SeqCst);
             // A producer that pushed before seeing `poller_blocked` is seen
             // here; one that pushes after it will notify us.
-            let timeout = if shared.work_queued() || shared.shutdown.load(Ordering::SeqCst) {
+            // (Queued work with no idle P is for the Ms holding the Ps.)
+            let runnable_here = shared.npidle.load(Ordering::SeqCst) > 0 && shared.work_queued();
+            let timeout = if runnable_here || shared.shutdown.load(Ordering::SeqCst) {
                 Some(Duration::ZERO)
             } else if until == u64::MAX {
                 None
@@ -1088,7 +1102,7 @@ impl M {
                 .status
                 .compare_exchange(user, sched, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok();
-            pp.switches.fetch_add(1, Ordering::Relaxed);
+            bump(&pp.switches);
             match resumed {
                 Resumed::Finished => {
                     // SAFETY: RUNNING and finished.
