@@ -470,16 +470,20 @@ impl Shared {
     /// Hands a P taken from a stuck M to another M, or parks it.
     pub(crate) fn handoff(&'static self, p: usize) {
         self.handoffs.fetch_add(1, Ordering::Relaxed);
-        if self.ps[p].has_work() || !self.injector.is_empty() {
+        let timers = self.ps[p].timers.next_when() != u64::MAX;
+        // Work, or timers nobody watches: the P needs an M now (one with
+        // nothing to run becomes the poller, with the timers as timeout).
+        if self.ps[p].has_work()
+            || !self.injector.is_empty()
+            || (timers && !self.poller_held.load(Ordering::SeqCst))
+        {
             self.startm(p);
             return;
         }
         self.pidleput(p);
-        // Its timers now need a watcher: the poller's timeout covers them.
         if self.poller_blocked.load(Ordering::SeqCst) {
+            // Its timers may be earlier than the poller's timeout.
             self.driver().notify();
-        } else if self.ps[p].timers.next_when() != u64::MAX {
-            self.wake_idle_m_for_poll();
         }
     }
 

@@ -19,7 +19,7 @@
 //! suspended fiber's stack is arbitrary. The runtime moves fibers between
 //! threads and carries that argument itself (see `docs/safety.md`).
 
-use std::cell::Cell;
+use std::cell::{Cell, UnsafeCell};
 use std::mem::ManuallyDrop;
 
 use corosensei::{Coroutine, CoroutineResult, Yielder};
@@ -46,37 +46,75 @@ impl Ctx {
 }
 
 thread_local! {
-    static CURRENT: Cell<Ctx> = const { Cell::new(Ctx::NONE) };
+    /// The context of the code running on this thread: a fiber's (inside
+    /// its `Fiber`) while one runs, else null, meaning `ROOT`.
+    static CURRENT: Cell<*mut Ctx> = const { Cell::new(std::ptr::null_mut()) };
+    /// The thread's own context, for code not running on a fiber.
+    static ROOT: UnsafeCell<Ctx> = const { UnsafeCell::new(Ctx::NONE) };
+    static ALTSTACK_READY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// The context in force, as a pointer: the running fiber's or the thread's.
+///
+/// Only pointer-sized values go through the thread-local on the switch
+/// path; copying the whole context in and out on every switch cost more
+/// than the switch itself (store-forwarding stalls).
+fn current_ptr() -> *mut Ctx {
+    let p = CURRENT.with(|c| c.get());
+    if p.is_null() {
+        ROOT.with(|r| r.get())
+    } else {
+        p
+    }
 }
 
 #[inline(never)]
 pub(crate) fn current_ctx() -> Ctx {
-    CURRENT.with(|c| c.get())
+    // SAFETY: `current_ptr` points to the root context of this thread or to
+    // the context inside the `Fiber` being resumed on this thread, which
+    // `resume` keeps borrowed (so alive and in place) while it is published.
+    unsafe { *current_ptr() }
+}
+
+/// Publishes `ctx` as current for a `resume`, returning the previous one;
+/// also makes sure this thread has an alternate signal stack for overflow
+/// reports.
+#[inline(never)]
+fn enter(ctx: *mut Ctx) -> *mut Ctx {
+    if !ALTSTACK_READY.with(|r| r.replace(true)) {
+        crate::overflow::ensure_altstack();
+    }
+    CURRENT.with(|c| c.replace(ctx))
 }
 
 #[inline(never)]
-fn swap_ctx(new: Ctx) -> Ctx {
-    CURRENT.with(|c| c.replace(new))
+fn leave(prev: *mut Ctx) {
+    CURRENT.with(|c| c.set(prev));
 }
 
 /// Sets the stack bounds of the running context, keeping its yielder.
 #[inline(never)]
 pub(crate) fn set_bounds(limit: usize, top: usize) {
-    CURRENT.with(|c| {
-        let mut ctx = c.get();
-        ctx.limit = limit;
-        ctx.top = top;
-        c.set(ctx);
-    })
+    let p = current_ptr();
+    // SAFETY: see `current_ctx`; only code running in that context writes
+    // it, and it is running now.
+    unsafe {
+        (*p).limit = limit;
+        (*p).top = top;
+    }
+}
+
+#[inline(never)]
+fn current_yielder() -> *const Yielder<(), usize> {
+    // SAFETY: as for `current_ctx`.
+    unsafe { (*current_ptr()).yielder }
 }
 
 #[inline(never)]
 fn set_yielder(y: *const Yielder<(), usize>) {
-    CURRENT.with(|c| {
-        let mut ctx = c.get();
-        ctx.yielder = y;
-        c.set(ctx);
-    })
+    let p = current_ptr();
+    // SAFETY: as for `set_bounds`.
+    unsafe { (*p).yielder = y };
 }
 
 /// What [`Fiber::resume`] saw.
@@ -91,7 +129,8 @@ pub enum Resumed {
 /// A function running on its own [`Stack`] that can stop and be continued.
 pub struct Fiber {
     co: ManuallyDrop<Co>,
-    ctx: Ctx,
+    /// This fiber's context; published by address while it runs.
+    ctx: UnsafeCell<Ctx>,
 }
 
 impl Fiber {
@@ -112,7 +151,7 @@ impl Fiber {
         });
         Fiber {
             co: ManuallyDrop::new(co),
-            ctx,
+            ctx: UnsafeCell::new(ctx),
         }
     }
 
@@ -121,19 +160,17 @@ impl Fiber {
     /// # Panics
     /// If the fiber already finished, or if its function panicked.
     pub fn resume(&mut self) -> Resumed {
-        crate::overflow::ensure_altstack();
-        let outer = swap_ctx(self.ctx);
+        let outer = enter(self.ctx.get());
         // Put the resumer's context back even if the fiber's function panics.
-        struct Restore(Ctx);
+        struct Restore(*mut Ctx);
         impl Drop for Restore {
             fn drop(&mut self) {
-                swap_ctx(self.0);
+                leave(self.0);
             }
         }
         let restore = Restore(outer);
         let result = self.co.resume(());
-        std::mem::forget(restore);
-        self.ctx = swap_ctx(outer);
+        drop(restore);
         match result {
             CoroutineResult::Yield(word) => Resumed::Suspended(word),
             CoroutineResult::Return(()) => Resumed::Finished,
@@ -172,16 +209,16 @@ impl Drop for Fiber {
         // Unwinding a suspended fiber runs its destructors on its own stack:
         // give them the fiber's context so nested `suspend` calls and `grow`
         // see the right fiber.
-        let outer = swap_ctx(self.ctx);
+        let outer = enter(self.ctx.get());
         // SAFETY: `co` is dropped exactly once, here.
         unsafe { ManuallyDrop::drop(&mut self.co) };
-        swap_ctx(outer);
+        leave(outer);
     }
 }
 
 /// True when the caller runs on a fiber.
 pub fn in_fiber() -> bool {
-    !current_ctx().yielder.is_null()
+    !current_yielder().is_null()
 }
 
 /// Stops the running fiber and hands `word` to whoever resumed it; returns
@@ -191,7 +228,7 @@ pub fn in_fiber() -> bool {
 /// When called outside a fiber.
 #[inline(never)]
 pub fn suspend(word: usize) {
-    let y = current_ctx().yielder;
+    let y = current_yielder();
     assert!(!y.is_null(), "corun-stacks: suspend called outside a fiber");
     // SAFETY: `y` was stored by the running fiber's entry closure and points
     // to the Yielder corosensei keeps on that fiber's stack, which lives as
