@@ -1,0 +1,60 @@
+//! Stats stay consistent with what is held (own binary: counts are global).
+
+use std::sync::Mutex;
+
+use corun_stacks::{Stack, stats};
+
+/// The counts are process-wide: these tests take turns.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+#[test]
+fn stats_follow_acquire_and_release() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = stats();
+    let held: Vec<_> = (0..100).map(|_| Stack::new(32 * 1024).unwrap()).collect();
+    let s = stats();
+    assert_eq!(s.in_use, base.in_use + 100);
+    assert!(s.reserved_bytes >= base.reserved_bytes);
+    drop(held);
+    let s = stats();
+    assert_eq!(s.in_use, base.in_use);
+    assert!(s.pooled + s.free_slots >= 100, "{s:?}");
+    corun_stacks::trim();
+    let after_trim = stats();
+    assert_eq!(after_trim.in_use, base.in_use);
+    assert_eq!(
+        after_trim.pooled + after_trim.free_slots,
+        s.pooled + s.free_slots,
+        "{after_trim:?}"
+    );
+}
+
+#[test]
+fn resident_bytes_fall_after_a_burst() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let held: Vec<_> = (0..500)
+        .map(|_| {
+            let s = Stack::new(256 * 1024).unwrap();
+            // Touch 128 KiB of each, like a deep call chain would.
+            for addr in (s.top() - 128 * 1024..s.top() - 64).step_by(4096) {
+                // SAFETY: inside the usable part of a slot we own.
+                unsafe { std::ptr::write_volatile(addr as *mut u8, 1) };
+            }
+            s
+        })
+        .collect();
+    let during = corun_stacks::resident_bytes().unwrap();
+    drop(held);
+    corun_stacks::trim();
+    let after = corun_stacks::resident_bytes().unwrap();
+    eprintln!(
+        "resident during burst {} KiB, after trim {} KiB",
+        during / 1024,
+        after / 1024
+    );
+    assert!(during >= 500 * 128 * 1024);
+    assert!(
+        after < during / 4,
+        "resident {after} after trim vs {during} during"
+    );
+}
