@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corun::runtime::{park, unparker, WaitReason};
+use corun::runtime::{WaitReason, park, unparker};
 
 fn rss() -> usize {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -68,7 +68,10 @@ fn main() {
         st.guard_mode,
         st.reserved_bytes >> 30
     );
-    println!("  coroutines waiting: {}, stacks in use: {}", s.waiting, st.in_use);
+    println!(
+        "  coroutines waiting: {}, stacks in use: {}",
+        s.waiting, st.in_use
+    );
 
     let t = Instant::now();
     stop.store(true, Ordering::Release);
