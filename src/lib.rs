@@ -24,6 +24,26 @@ pub mod runtime {
     };
 }
 
+/// Channels and `select!` (`corun-sync`): a superset of crossbeam-channel
+/// 0.5 with Go's `close` and unbuffered hand-off; see
+/// [`corun_sync::chan`].
+///
+/// ```
+/// use corun::chan::{bounded, select};
+///
+/// let (s, r) = bounded::<i32>(1);
+/// select! {
+///     send(s, 1) -> res => res.unwrap(),
+///     recv(r) -> _ => unreachable!("empty"),
+/// }
+/// assert_eq!(r.recv(), Ok(1));
+/// ```
+pub mod chan {
+    pub use corun_sync::chan::*;
+}
+
+pub use corun_sync::{select, select_biased};
+
 /// Guarded, lazily committed, pooled coroutine stacks (`corun-stacks`).
 pub mod stacks {
     pub use corun_stacks::{

@@ -1,3 +1,5 @@
 //! corun-sync: channels, select!, locks, WaitGroup, Context and ErrGroup for coroutines.
 
 #![deny(unsafe_op_in_unsafe_fn)]
+
+pub mod chan;

@@ -1,0 +1,705 @@
+//! The message-carrying channel: bounded (`cap > 0`), unbounded
+//! (`cap == usize::MAX`) and zero-capacity (`cap == 0`, Go's unbuffered
+//! channel) share one structure, Go's `hchan`: a buffer and two waiter
+//! queues behind one short spin lock.
+//!
+//! Invariants (outside the lock):
+//! - a live receiver (one whose owner is still `WAITING`) is queued only
+//!   while no unreserved message is buffered (`buf.len() <= res_recv`);
+//! - a live sender is queued only while the buffer has no free slot
+//!   (`buf.len() + res_send >= cap`); for `cap == 0`, live senders and live
+//!   receivers of different owners are never queued at the same time;
+//! - after `closed`, no waiter is queued except observers of other owners'
+//!   selects being registered (they re-check under the lock).
+//!
+//! A sender that finds a live receiver hands the message straight into the
+//! receiver's slot (no copy through the buffer); a receiver that frees a
+//! slot moves the first blocked sender's message into the buffer. Select
+//! arms have no slot: they are given a reservation (`P_RESERVED`) on
+//! buffered channels, and on zero-capacity ones the claimer hands them its
+//! own context so they move the value through its slot (an exchange).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use corun_runtime::{WaitReason, yield_point};
+
+use super::err::{
+    RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
+};
+use super::lock::SpinLock;
+use super::select::Token;
+use super::waiter::{
+    Claimed, Ctx, Node, P_DONE, P_RESERVED, Queue, Slot, Wakes, slot_put, slot_take,
+};
+
+/// `cap` of an unbounded channel.
+pub(crate) const UNBOUNDED: usize = usize::MAX;
+
+/// Largest buffer allocated up front for a bounded channel.
+const PREALLOC: usize = 4096;
+
+pub(crate) struct Chan<T> {
+    inner: SpinLock<Inner<T>>,
+    cap: usize,
+    pub(crate) senders: AtomicUsize,
+    pub(crate) receivers: AtomicUsize,
+    /// Mirrors `Inner::closed` for lock-free `is_closed`.
+    closed: AtomicBool,
+}
+
+struct Inner<T> {
+    buf: VecDeque<T>,
+    /// Free slots promised to selected send operations not yet completed.
+    res_send: usize,
+    /// Buffered messages promised to selected receive operations.
+    res_recv: usize,
+    /// Closed by `Sender::close` or by the last sender going away.
+    closed: bool,
+    /// Every receiver is gone.
+    rx_gone: bool,
+    recvq: Queue,
+    sendq: Queue,
+}
+
+enum SendStart<T> {
+    Sent,
+    Full(T),
+    Disconnected(T),
+    /// A slot-less select arm was claimed; it takes the message from us.
+    Exchange(*const Ctx, T),
+}
+
+enum RecvStart<T> {
+    Got(T),
+    Empty,
+    Disconnected,
+    /// A slot-less select arm was claimed; it gives us the message.
+    Exchange(*const Ctx),
+}
+
+impl<T> Chan<T> {
+    pub(crate) fn new(cap: usize) -> Chan<T> {
+        let buf = if cap == UNBOUNDED {
+            VecDeque::new()
+        } else {
+            VecDeque::with_capacity(cap.min(PREALLOC))
+        };
+        Chan {
+            inner: SpinLock::new(Inner {
+                buf,
+                res_send: 0,
+                res_recv: 0,
+                closed: false,
+                rx_gone: false,
+                recvq: Queue::new(),
+                sendq: Queue::new(),
+            }),
+            cap,
+            senders: AtomicUsize::new(1),
+            receivers: AtomicUsize::new(1),
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn capacity(&self) -> Option<usize> {
+        (self.cap != UNBOUNDED).then_some(self.cap)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.inner.lock().buf.len()
+    }
+
+    pub(crate) fn is_full(&self) -> bool {
+        match self.cap {
+            0 => true,
+            UNBOUNDED => false,
+            cap => self.inner.lock().buf.len() >= cap,
+        }
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn is_send_closed(&self) -> bool {
+        let g = self.inner.lock();
+        g.closed || g.rx_gone
+    }
+
+    fn start_send(&self, g: &mut Inner<T>, msg: T, wakes: &mut Wakes) -> SendStart<T> {
+        if g.closed || g.rx_gone {
+            return SendStart::Disconnected(msg);
+        }
+        if !g.recvq.is_empty()
+            && let Some(c) = g.recvq.claim_first(wakes)
+        {
+            return self.give_to_receiver(g, c, msg, wakes);
+        }
+        if g.buf.len() + g.res_send < self.cap {
+            g.buf.push_back(msg);
+            SendStart::Sent
+        } else {
+            SendStart::Full(msg)
+        }
+    }
+
+    /// Hands `msg` to the claimed receiver `c`.
+    fn give_to_receiver(
+        &self,
+        g: &mut Inner<T>,
+        c: Claimed,
+        msg: T,
+        wakes: &mut Wakes,
+    ) -> SendStart<T> {
+        if !c.slot.is_null() {
+            // SAFETY: `c` was claimed by us and not completed: its slot is
+            // ours to fill until the packet is published.
+            unsafe { slot_put(c.slot, msg) };
+            // SAFETY: claimed, not completed.
+            wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+            SendStart::Sent
+        } else if self.cap > 0 {
+            // A select arm: keep the message buffered for it.
+            g.buf.push_back(msg);
+            g.res_recv += 1;
+            // SAFETY: claimed, not completed.
+            wakes.push(unsafe { Ctx::complete(c.ctx, P_RESERVED) });
+            SendStart::Sent
+        } else {
+            SendStart::Exchange(c.ctx, msg)
+        }
+    }
+
+    fn start_recv(&self, g: &mut Inner<T>, wakes: &mut Wakes) -> RecvStart<T> {
+        if g.buf.len() > g.res_recv {
+            let v = g
+                .buf
+                .pop_front()
+                .expect("an unreserved message is buffered");
+            if !g.sendq.is_empty() {
+                self.refill(g, wakes);
+            }
+            return RecvStart::Got(v);
+        }
+        if self.cap == 0
+            && !g.sendq.is_empty()
+            && let Some(c) = g.sendq.claim_first(wakes)
+        {
+            if c.slot.is_null() {
+                return RecvStart::Exchange(c.ctx);
+            }
+            // SAFETY: claimed, not completed: the slot is ours to empty.
+            let v = unsafe { slot_take::<T>(c.slot) }
+                .expect("a blocked sender's slot holds its message");
+            // SAFETY: claimed, not completed.
+            wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+            return RecvStart::Got(v);
+        }
+        if g.closed {
+            RecvStart::Disconnected
+        } else {
+            RecvStart::Empty
+        }
+    }
+
+    /// Buffer slots are free: let waiting senders in.
+    fn refill(&self, g: &mut Inner<T>, wakes: &mut Wakes) -> bool {
+        let mut progress = false;
+        while g.buf.len() + g.res_send < self.cap && !g.sendq.is_empty() {
+            let Some(c) = g.sendq.claim_first(wakes) else {
+                break;
+            };
+            progress = true;
+            if c.slot.is_null() {
+                g.res_send += 1;
+                // SAFETY: claimed, not completed.
+                wakes.push(unsafe { Ctx::complete(c.ctx, P_RESERVED) });
+            } else {
+                // SAFETY: claimed, not completed: the slot is ours to empty.
+                let v = unsafe { slot_take::<T>(c.slot) }
+                    .expect("a blocked sender's slot holds its message");
+                g.buf.push_back(v);
+                // SAFETY: claimed, not completed.
+                wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+            }
+        }
+        progress
+    }
+
+    /// Unreserved messages are buffered: hand them to waiting receivers.
+    fn feed(&self, g: &mut Inner<T>, wakes: &mut Wakes) -> bool {
+        let mut progress = false;
+        while g.buf.len() > g.res_recv && !g.recvq.is_empty() {
+            let Some(c) = g.recvq.claim_first(wakes) else {
+                break;
+            };
+            progress = true;
+            if c.slot.is_null() {
+                g.res_recv += 1;
+                // SAFETY: claimed, not completed.
+                wakes.push(unsafe { Ctx::complete(c.ctx, P_RESERVED) });
+            } else {
+                let v = g
+                    .buf
+                    .pop_front()
+                    .expect("an unreserved message is buffered");
+                // SAFETY: claimed, not completed: the slot is ours to fill.
+                unsafe { slot_put(c.slot, v) };
+                // SAFETY: claimed, not completed.
+                wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+            }
+        }
+        progress
+    }
+
+    /// Restores the invariants after reservations changed.
+    fn pump(&self, g: &mut Inner<T>, wakes: &mut Wakes) {
+        if self.cap == 0 {
+            return;
+        }
+        while self.refill(g, wakes) | self.feed(g, wakes) {}
+    }
+
+    pub(crate) fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        yield_point();
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        let r = self.start_send(&mut g, msg, &mut wakes);
+        drop(g);
+        wakes.wake();
+        match r {
+            SendStart::Sent => Ok(()),
+            SendStart::Full(m) => Err(TrySendError::Full(m)),
+            SendStart::Disconnected(m) => Err(TrySendError::Disconnected(m)),
+            SendStart::Exchange(peer, m) => exchange_send(peer, m).map_err(TrySendError::Full),
+        }
+    }
+
+    pub(crate) fn send(
+        &self,
+        mut msg: T,
+        deadline: Option<Instant>,
+    ) -> Result<(), SendTimeoutError<T>> {
+        yield_point();
+        loop {
+            let mut wakes = Wakes::new();
+            let mut g = self.inner.lock();
+            let m = match self.start_send(&mut g, msg, &mut wakes) {
+                SendStart::Full(m) => m,
+                r => {
+                    drop(g);
+                    wakes.wake();
+                    match r {
+                        SendStart::Sent => return Ok(()),
+                        SendStart::Disconnected(m) => {
+                            return Err(SendTimeoutError::Disconnected(m));
+                        }
+                        SendStart::Exchange(peer, m) => match exchange_send(peer, m) {
+                            Ok(()) => return Ok(()),
+                            Err(m) => {
+                                msg = m;
+                                continue;
+                            }
+                        },
+                        SendStart::Full(_) => unreachable!(),
+                    }
+                }
+            };
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                drop(g);
+                wakes.wake();
+                return Err(SendTimeoutError::Timeout(m));
+            }
+            let ctx = Ctx::new();
+            let slot = Slot::new(Some(m));
+            let node = Node::new(&ctx, 0, slot.as_ptr(), false);
+            // SAFETY: `node`, `ctx` and `slot` stay in this frame, unmoved,
+            // until the node is unlinked (by a claimer or `unregister`
+            // below) and the claimer's packet has been consumed.
+            unsafe { g.sendq.push_back(&node) };
+            if self.cap == 0 && !g.recvq.is_empty() {
+                g.recvq.wake_observers(&mut wakes);
+            }
+            drop(g);
+            wakes.wake();
+            if ctx.wait(deadline, WaitReason::ChanSend).is_none() {
+                self.inner.lock().sendq.remove(&node);
+                let m = slot
+                    .into_inner()
+                    .expect("an unclaimed sender keeps its message");
+                return Err(SendTimeoutError::Timeout(m));
+            }
+            let p = ctx.wait_packet(WaitReason::ChanSend);
+            if p == P_DONE {
+                return Ok(());
+            }
+            // P_RETRY: closed, or the claimer's select was abandoned.
+            msg = slot
+                .into_inner()
+                .expect("a retried sender keeps its message");
+        }
+    }
+
+    pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
+        yield_point();
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        let r = self.start_recv(&mut g, &mut wakes);
+        drop(g);
+        wakes.wake();
+        match r {
+            RecvStart::Got(v) => Ok(v),
+            RecvStart::Empty => Err(TryRecvError::Empty),
+            RecvStart::Disconnected => Err(TryRecvError::Disconnected),
+            RecvStart::Exchange(peer) => exchange_recv(peer).ok_or(TryRecvError::Empty),
+        }
+    }
+
+    pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+        yield_point();
+        loop {
+            let mut wakes = Wakes::new();
+            let mut g = self.inner.lock();
+            match self.start_recv(&mut g, &mut wakes) {
+                RecvStart::Empty => {}
+                r => {
+                    drop(g);
+                    wakes.wake();
+                    match r {
+                        RecvStart::Got(v) => return Ok(v),
+                        RecvStart::Disconnected => return Err(RecvTimeoutError::Disconnected),
+                        RecvStart::Exchange(peer) => match exchange_recv(peer) {
+                            Some(v) => return Ok(v),
+                            None => continue,
+                        },
+                        RecvStart::Empty => unreachable!(),
+                    }
+                }
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                drop(g);
+                wakes.wake();
+                return Err(RecvTimeoutError::Timeout);
+            }
+            let ctx = Ctx::new();
+            let slot = Slot::<T>::new(None);
+            let node = Node::new(&ctx, 0, slot.as_ptr(), false);
+            // SAFETY: as in `send`: everything stays in this frame until
+            // the node is unlinked and the packet consumed.
+            unsafe { g.recvq.push_back(&node) };
+            if self.cap == 0 && !g.sendq.is_empty() {
+                g.sendq.wake_observers(&mut wakes);
+            }
+            drop(g);
+            wakes.wake();
+            if ctx.wait(deadline, WaitReason::ChanReceive).is_none() {
+                self.inner.lock().recvq.remove(&node);
+                return Err(RecvTimeoutError::Timeout);
+            }
+            if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
+                return Ok(slot
+                    .into_inner()
+                    .expect("a completed receiver got its message"));
+            }
+            // P_RETRY: closed; look again.
+        }
+    }
+
+    /// Closes the channel; false if it already was.
+    pub(crate) fn close(&self) -> bool {
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        if g.closed {
+            return false;
+        }
+        g.closed = true;
+        self.closed.store(true, Ordering::Release);
+        g.recvq.claim_all(super::waiter::P_RETRY, &mut wakes);
+        g.sendq.claim_all(super::waiter::P_RETRY, &mut wakes);
+        drop(g);
+        wakes.wake();
+        true
+    }
+
+    /// The last receiver is gone: drop what is buffered, fail the senders.
+    pub(crate) fn disconnect_receivers(&self) {
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        g.rx_gone = true;
+        let buf = std::mem::take(&mut g.buf);
+        g.sendq.claim_all(super::waiter::P_RETRY, &mut wakes);
+        g.recvq.claim_all(super::waiter::P_RETRY, &mut wakes);
+        drop(g);
+        wakes.wake();
+        drop(buf);
+    }
+
+    // ---- select support ----
+
+    pub(crate) fn try_select_send(&self, token: &mut Token) -> bool {
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        let ok = if g.closed || g.rx_gone {
+            *token = Token::Disconnected;
+            true
+        } else if self.cap == 0 {
+            match g.recvq.claim_first(&mut wakes) {
+                Some(c) => {
+                    *token = Token::Peer(c);
+                    true
+                }
+                None => false,
+            }
+        } else if g.buf.len() + g.res_send < self.cap {
+            g.res_send += 1;
+            *token = Token::Reserved;
+            true
+        } else {
+            false
+        };
+        drop(g);
+        wakes.wake();
+        ok
+    }
+
+    pub(crate) fn try_select_recv(&self, token: &mut Token) -> bool {
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        let ok = if g.buf.len() > g.res_recv {
+            g.res_recv += 1;
+            *token = Token::Reserved;
+            true
+        } else if let Some(c) = (self.cap == 0 && !g.sendq.is_empty())
+            .then(|| g.sendq.claim_first(&mut wakes))
+            .flatten()
+        {
+            *token = Token::Peer(c);
+            true
+        } else if g.closed {
+            *token = Token::Disconnected;
+            true
+        } else {
+            false
+        };
+        drop(g);
+        wakes.wake();
+        ok
+    }
+
+    fn send_ready(&self, g: &Inner<T>, own: *const Ctx) -> bool {
+        g.closed
+            || g.rx_gone
+            || if self.cap == 0 {
+                g.recvq.has_live(own)
+            } else {
+                g.buf.len() + g.res_send < self.cap
+            }
+    }
+
+    fn recv_ready(&self, g: &Inner<T>, own: *const Ctx) -> bool {
+        g.buf.len() > g.res_recv || g.closed || (self.cap == 0 && g.sendq.has_live(own))
+    }
+
+    pub(crate) fn is_send_ready(&self) -> bool {
+        self.send_ready(&self.inner.lock(), std::ptr::null())
+    }
+
+    pub(crate) fn is_recv_ready(&self) -> bool {
+        self.recv_ready(&self.inner.lock(), std::ptr::null())
+    }
+
+    /// Queues a select arm's `node` unless the send is ready (then true).
+    pub(crate) fn register_send(&self, node: &Node, ctx: &Ctx) -> bool {
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        if self.send_ready(&g, ctx) {
+            return true;
+        }
+        // SAFETY: the select keeps `node` and `ctx` alive and in place
+        // until it has unregistered every node (see `select::run`).
+        unsafe { g.sendq.push_back(node) };
+        if self.cap == 0 && !node.observer && !g.recvq.is_empty() {
+            g.recvq.wake_observers(&mut wakes);
+        }
+        drop(g);
+        wakes.wake();
+        false
+    }
+
+    /// Queues a select arm's `node` unless the receive is ready (then true).
+    pub(crate) fn register_recv(&self, node: &Node, ctx: &Ctx) -> bool {
+        let mut wakes = Wakes::new();
+        let mut g = self.inner.lock();
+        if self.recv_ready(&g, ctx) {
+            return true;
+        }
+        // SAFETY: as in `register_send`.
+        unsafe { g.recvq.push_back(node) };
+        if self.cap == 0 && !node.observer && !g.sendq.is_empty() {
+            g.sendq.wake_observers(&mut wakes);
+        }
+        drop(g);
+        wakes.wake();
+        false
+    }
+
+    pub(crate) fn unregister_send(&self, node: &Node) {
+        self.inner.lock().sendq.remove(node);
+    }
+
+    pub(crate) fn unregister_recv(&self, node: &Node) {
+        self.inner.lock().recvq.remove(node);
+    }
+
+    /// Completes a selected send.
+    pub(crate) fn complete_send(&self, token: Token, msg: T) -> Result<(), SendError<T>> {
+        match token {
+            Token::Reserved => {
+                let mut wakes = Wakes::new();
+                let mut g = self.inner.lock();
+                g.res_send -= 1;
+                let r = if g.closed || g.rx_gone {
+                    self.pump(&mut g, &mut wakes);
+                    Err(SendError(msg))
+                } else {
+                    match g.recvq.claim_first(&mut wakes) {
+                        Some(c) => {
+                            let _ = self.give_to_receiver(&mut g, c, msg, &mut wakes);
+                        }
+                        // The slot was reserved for us: push even if a
+                        // select arm's hand-off overfilled the buffer.
+                        None => g.buf.push_back(msg),
+                    }
+                    Ok(())
+                };
+                drop(g);
+                wakes.wake();
+                r
+            }
+            Token::Peer(c) => {
+                if c.slot.is_null() {
+                    match exchange_send(c.ctx, msg) {
+                        Ok(()) => Ok(()),
+                        // The peer abandoned its select: send normally.
+                        Err(m) => self.send(m, None).map_err(|e| SendError(e.into_inner())),
+                    }
+                } else {
+                    // SAFETY: claimed by our select, not completed.
+                    unsafe { slot_put(c.slot, msg) };
+                    // SAFETY: as above.
+                    unsafe { Ctx::complete(c.ctx, P_DONE) }.unpark();
+                    Ok(())
+                }
+            }
+            Token::Exchange(peer) => {
+                // SAFETY: `peer` handed us its context and waits for us.
+                unsafe { slot_put(Ctx::slot_of(peer), msg) };
+                // SAFETY: as above.
+                unsafe { Ctx::complete(peer, P_DONE) }.unpark();
+                Ok(())
+            }
+            Token::Disconnected => Err(SendError(msg)),
+            Token::None | Token::Instant(_) => unreachable!("not a send token"),
+        }
+    }
+
+    /// Completes a selected receive.
+    pub(crate) fn complete_recv(&self, token: Token) -> Result<T, RecvError> {
+        match token {
+            Token::Reserved => {
+                let mut wakes = Wakes::new();
+                let mut g = self.inner.lock();
+                g.res_recv -= 1;
+                let v = g.buf.pop_front().expect("a reserved message is buffered");
+                self.pump(&mut g, &mut wakes);
+                drop(g);
+                wakes.wake();
+                Ok(v)
+            }
+            Token::Peer(c) => {
+                if c.slot.is_null() {
+                    match exchange_recv(c.ctx) {
+                        Some(v) => Ok(v),
+                        // The peer abandoned its select: receive normally.
+                        None => self.recv(None).map_err(|_| RecvError),
+                    }
+                } else {
+                    // SAFETY: claimed by our select, not completed.
+                    let v = unsafe { slot_take::<T>(c.slot) }
+                        .expect("a blocked sender's slot holds its message");
+                    // SAFETY: as above.
+                    unsafe { Ctx::complete(c.ctx, P_DONE) }.unpark();
+                    Ok(v)
+                }
+            }
+            Token::Exchange(peer) => {
+                // SAFETY: `peer` handed us its context and waits for us.
+                let v = unsafe { slot_take::<T>(Ctx::slot_of(peer)) }
+                    .expect("an exchanging sender offers its message");
+                // SAFETY: as above.
+                unsafe { Ctx::complete(peer, P_DONE) }.unpark();
+                Ok(v)
+            }
+            Token::Disconnected => Err(RecvError),
+            Token::None | Token::Instant(_) => unreachable!("not a receive token"),
+        }
+    }
+
+    /// Undoes a selected operation that is dropped without being completed.
+    pub(crate) fn cancel(&self, token: Token, send: bool) {
+        match token {
+            Token::Reserved => {
+                let mut wakes = Wakes::new();
+                let mut g = self.inner.lock();
+                if send {
+                    g.res_send -= 1;
+                } else {
+                    g.res_recv -= 1;
+                }
+                self.pump(&mut g, &mut wakes);
+                drop(g);
+                wakes.wake();
+            }
+            Token::Peer(Claimed { ctx, .. }) | Token::Exchange(ctx) => {
+                // SAFETY: claimed by us (or handed to us) and not completed.
+                unsafe { Ctx::complete(ctx, super::waiter::P_RETRY) }.unpark()
+            }
+            Token::Disconnected | Token::None | Token::Instant(_) => {}
+        }
+    }
+}
+
+/// We claimed `peer`, a slot-less select arm: it takes the message from our
+/// slot. `Err` gives the message back if the peer abandoned its select.
+fn exchange_send<T>(peer: *const Ctx, msg: T) -> Result<(), T> {
+    let ctx = Ctx::new();
+    let slot = Slot::new(Some(msg));
+    ctx.set_slot(slot.as_ptr());
+    // SAFETY: we claimed `peer` and have not completed it; our context and
+    // slot stay here until it completes us (we wait for that below).
+    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) }.unpark();
+    if ctx.wait_packet(WaitReason::ChanSend) == P_DONE {
+        Ok(())
+    } else {
+        Err(slot
+            .into_inner()
+            .expect("an abandoned exchange keeps the message"))
+    }
+}
+
+/// We claimed `peer`, a slot-less select arm: it puts its message into our
+/// slot. `None` if the peer abandoned its select.
+fn exchange_recv<T>(peer: *const Ctx) -> Option<T> {
+    let ctx = Ctx::new();
+    let slot = Slot::<T>::new(None);
+    ctx.set_slot(slot.as_ptr());
+    // SAFETY: as in `exchange_send`.
+    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) }.unpark();
+    if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
+        slot.into_inner()
+    } else {
+        None
+    }
+}

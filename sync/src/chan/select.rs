@@ -1,0 +1,504 @@
+//! `Select` and the engine behind `select!`.
+//!
+//! A selection runs in rounds:
+//!
+//! 1. **Try**: visit the operations in a random order (Fisher-Yates, so
+//!    each ready operation is equally likely to win, as in Go) and commit
+//!    the first one that can proceed now. Committing is done under that
+//!    channel's lock and leaves a [`Token`] describing what was secured: a
+//!    buffer reservation, a claimed peer waiter, disconnection, a timer tick.
+//! 2. **Register**: put one [`Node`] per operation into the channels'
+//!    queues, all pointing at one shared [`Ctx`]. Each registration checks
+//!    readiness under the channel's lock first; if an operation became
+//!    ready meanwhile, the select aborts itself and goes back to step 1.
+//! 3. **Wait**: park until a claimer CASes the shared state to
+//!    `SELECTED + i` (exactly one can), or until the earliest deadline (the
+//!    caller's timeout or a timer channel's delivery) passes and the select
+//!    aborts itself.
+//! 4. **Unregister** every node (the claimed one is already unlinked), then
+//!    take the claimer's packet: a reservation, an exchange, or `RETRY`
+//!    (the channel was closed or the peer gave up), which starts a new round.
+//!
+//! The selected operation is completed afterwards by
+//! [`SelectedOperation::send`] / [`SelectedOperation::recv`], which the
+//! `select!` macro calls right away.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ptr;
+use std::time::{Duration, Instant};
+
+use corun_runtime::{WaitReason, park, park_deadline, yield_point};
+
+use super::err::{
+    ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
+};
+use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, rand_below};
+use super::{Receiver, Sender};
+
+/// What a committed operation secured; completed or cancelled later.
+pub(crate) enum Token {
+    /// Nothing (observers, or not yet selected).
+    None,
+    /// A buffer slot (send) or a buffered message (receive) is reserved.
+    Reserved,
+    /// A waiting peer was claimed (zero-capacity channels).
+    Peer(Claimed),
+    /// A peer claimed us and waits for us to move the value through its slot.
+    Exchange(*const Ctx),
+    /// The channel is disconnected: the operation fails at once.
+    Disconnected,
+    /// A timer channel's message.
+    Instant(Instant),
+}
+
+/// The operations of one end of a channel that a select needs.
+pub(crate) trait Selectable {
+    /// Commits the operation if it can proceed now.
+    fn try_select(&self, token: &mut Token) -> bool;
+    /// Could the operation proceed now? (No commitment.)
+    fn is_ready(&self) -> bool;
+    /// When the operation becomes ready by itself (timer channels).
+    fn deadline(&self) -> Option<Instant>;
+    /// Queues `node` unless the operation is ready (then returns true).
+    fn register(&self, node: &Node, ctx: &Ctx) -> bool;
+    /// Unlinks `node` if it is still queued.
+    fn unregister(&self, node: &Node);
+    /// Undoes a committed but never completed operation.
+    fn cancel(&self, token: Token);
+}
+
+/// One operation of a selection. Used by the `select!` macro; not a stable
+/// interface.
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub struct Op<'a> {
+    handle: &'a dyn Selectable,
+    index: usize,
+    ptr: *const u8,
+}
+
+impl<'a> Op<'a> {
+    /// A send on `s`, reported as `index`.
+    pub fn send<T>(s: &'a Sender<T>, index: usize) -> Op<'a> {
+        Op {
+            handle: s,
+            index,
+            ptr: s as *const Sender<T> as *const u8,
+        }
+    }
+
+    /// A receive on `r`, reported as `index`.
+    pub fn recv<T>(r: &'a Receiver<T>, index: usize) -> Op<'a> {
+        Op {
+            handle: r,
+            index,
+            ptr: r as *const Receiver<T> as *const u8,
+        }
+    }
+}
+
+pub(crate) enum Timeout {
+    Now,
+    Never,
+    At(Instant),
+}
+
+impl Timeout {
+    fn after(d: Duration) -> Timeout {
+        Instant::now()
+            .checked_add(d)
+            .map_or(Timeout::Never, Timeout::At)
+    }
+}
+
+const INLINE_NODES: usize = 8;
+
+/// Runs a selection (or, with `observe`, waits for readiness only).
+/// Returns the chosen operation and its token, or `None` on timeout.
+pub(crate) fn run<'a>(
+    ops: &mut [Op<'a>],
+    timeout: Timeout,
+    biased: bool,
+    observe: bool,
+) -> Option<(Op<'a>, Token)> {
+    let n = ops.len();
+    if n == 0 {
+        match timeout {
+            Timeout::Now => return None,
+            Timeout::Never => loop {
+                park(WaitReason::SelectNoCases);
+            },
+            Timeout::At(d) => {
+                while !park_deadline(WaitReason::SelectNoCases, d) {}
+                return None;
+            }
+        }
+    }
+    yield_point();
+    if !biased {
+        for i in (1..n).rev() {
+            ops.swap(i, rand_below(i + 1));
+        }
+    }
+    loop {
+        // 1. Try.
+        for op in ops.iter() {
+            if observe {
+                if op.handle.is_ready() {
+                    return Some((*op, Token::None));
+                }
+            } else {
+                let mut token = Token::None;
+                if op.handle.try_select(&mut token) {
+                    return Some((*op, token));
+                }
+            }
+        }
+        let mut wake_at = match timeout {
+            Timeout::Now => return None,
+            Timeout::Never => None,
+            Timeout::At(d) => {
+                if Instant::now() >= d {
+                    return None;
+                }
+                Some(d)
+            }
+        };
+        for op in ops.iter() {
+            if let Some(d) = op.handle.deadline() {
+                wake_at = Some(wake_at.map_or(d, |w| w.min(d)));
+            }
+        }
+
+        // 2. Register.
+        let ctx = Ctx::new();
+        let inline: [Node; INLINE_NODES];
+        let heap: Vec<Node>;
+        let nodes: &[Node] = if n <= INLINE_NODES {
+            inline = std::array::from_fn(|k| Node::new(&ctx, k, ptr::null_mut(), observe));
+            &inline[..n]
+        } else {
+            heap = (0..n)
+                .map(|k| Node::new(&ctx, k, ptr::null_mut(), observe))
+                .collect();
+            &heap
+        };
+        let mut registered = 0;
+        let mut ready = false;
+        for (op, node) in ops.iter().zip(nodes) {
+            if op.handle.register(node, &ctx) {
+                ready = true;
+                break;
+            }
+            registered += 1;
+            if !ctx.is_waiting() {
+                break;
+            }
+        }
+
+        // 3. Wait.
+        let selected = if ready {
+            ctx.abort()
+        } else {
+            ctx.wait(wake_at, WaitReason::Select)
+        };
+
+        // 4. Unregister: afterwards no claimer can reach `nodes`.
+        for (op, node) in ops.iter().zip(nodes).take(registered) {
+            op.handle.unregister(node);
+        }
+        let Some(k) = selected else {
+            continue;
+        };
+        let token = match ctx.wait_packet(WaitReason::Select) {
+            P_RETRY => continue,
+            P_DONE => Token::None,
+            P_RESERVED => Token::Reserved,
+            peer => Token::Exchange(peer as *const Ctx),
+        };
+        return Some((ops[k], token));
+    }
+}
+
+/// Selection over a set of operations, the dynamic counterpart of
+/// [`select!`](crate::select).
+///
+/// Add operations with [`send`](Select::send) and [`recv`](Select::recv),
+/// then pick one with [`select`](Select::select) (blocking),
+/// [`try_select`](Select::try_select) or
+/// [`select_timeout`](Select::select_timeout), and complete it with
+/// [`SelectedOperation::send`] / [`SelectedOperation::recv`]. The `ready`
+/// family only reports which operation could proceed.
+///
+/// When several operations are ready, one is chosen uniformly at random
+/// (unless the selection is [`new_biased`](Select::new_biased)).
+///
+/// ```
+/// use corun_sync::chan::{unbounded, Select};
+///
+/// let (s1, r1) = unbounded::<i32>();
+/// let (s2, r2) = unbounded::<i32>();
+/// s2.send(7).unwrap();
+///
+/// let mut sel = Select::new();
+/// let i1 = sel.recv(&r1);
+/// let i2 = sel.recv(&r2);
+/// let oper = sel.select();
+/// match oper.index() {
+///     i if i == i1 => panic!("r1 is empty"),
+///     i if i == i2 => assert_eq!(oper.recv(&r2), Ok(7)),
+///     _ => unreachable!(),
+/// }
+/// # drop(s1);
+/// ```
+pub struct Select<'a> {
+    ops: Vec<Op<'a>>,
+    next_index: usize,
+    biased: bool,
+}
+
+impl<'a> Select<'a> {
+    /// An empty selection that picks among ready operations at random.
+    pub fn new() -> Select<'a> {
+        Select {
+            ops: Vec::with_capacity(4),
+            next_index: 0,
+            biased: false,
+        }
+    }
+
+    /// An empty selection that prefers operations in the order they were
+    /// added.
+    pub fn new_biased() -> Select<'a> {
+        Select {
+            biased: true,
+            ..Select::new()
+        }
+    }
+
+    /// Adds a send on `s`; returns the operation's index.
+    pub fn send<T>(&mut self, s: &'a Sender<T>) -> usize {
+        let i = self.next_index;
+        self.ops.push(Op::send(s, i));
+        self.next_index += 1;
+        i
+    }
+
+    /// Adds a receive on `r`; returns the operation's index.
+    pub fn recv<T>(&mut self, r: &'a Receiver<T>) -> usize {
+        let i = self.next_index;
+        self.ops.push(Op::recv(r, i));
+        self.next_index += 1;
+        i
+    }
+
+    /// Removes the operation with `index`.
+    ///
+    /// # Panics
+    /// If no operation has that index (never added, or removed already).
+    pub fn remove(&mut self, index: usize) {
+        assert!(
+            index < self.next_index,
+            "index out of bounds; {} >= {}",
+            index,
+            self.next_index,
+        );
+        let pos = self
+            .ops
+            .iter()
+            .position(|op| op.index == index)
+            .expect("no operation with this index");
+        self.ops.swap_remove(pos);
+    }
+
+    /// Picks an operation that can proceed now, without blocking.
+    pub fn try_select(&mut self) -> Result<SelectedOperation<'a>, TrySelectError> {
+        run(&mut self.ops, Timeout::Now, self.biased, false)
+            .map(SelectedOperation::new)
+            .ok_or(TrySelectError)
+    }
+
+    /// Blocks until an operation can proceed and picks it. With no
+    /// operations, blocks forever (wait reason "select (no cases)").
+    pub fn select(&mut self) -> SelectedOperation<'a> {
+        let picked = run(&mut self.ops, Timeout::Never, self.biased, false);
+        SelectedOperation::new(picked.expect("a selection without timeout picks"))
+    }
+
+    /// Like [`select`](Select::select), giving up after `timeout`.
+    pub fn select_timeout(
+        &mut self,
+        timeout: Duration,
+    ) -> Result<SelectedOperation<'a>, SelectTimeoutError> {
+        run(&mut self.ops, Timeout::after(timeout), self.biased, false)
+            .map(SelectedOperation::new)
+            .ok_or(SelectTimeoutError)
+    }
+
+    /// Like [`select`](Select::select), giving up at `deadline`.
+    pub fn select_deadline(
+        &mut self,
+        deadline: Instant,
+    ) -> Result<SelectedOperation<'a>, SelectTimeoutError> {
+        run(&mut self.ops, Timeout::At(deadline), self.biased, false)
+            .map(SelectedOperation::new)
+            .ok_or(SelectTimeoutError)
+    }
+
+    /// The index of an operation that is ready now, without committing to
+    /// it. Another thread may still take it first: check again when acting.
+    pub fn try_ready(&mut self) -> Result<usize, TryReadyError> {
+        run(&mut self.ops, Timeout::Now, self.biased, true)
+            .map(|(op, _)| op.index)
+            .ok_or(TryReadyError)
+    }
+
+    /// Blocks until an operation is ready and returns its index (without
+    /// committing to it; it may return spuriously, so check when acting).
+    pub fn ready(&mut self) -> usize {
+        run(&mut self.ops, Timeout::Never, self.biased, true)
+            .map(|(op, _)| op.index)
+            .expect("waiting without timeout returns an operation")
+    }
+
+    /// Like [`ready`](Select::ready), giving up after `timeout`.
+    pub fn ready_timeout(&mut self, timeout: Duration) -> Result<usize, ReadyTimeoutError> {
+        run(&mut self.ops, Timeout::after(timeout), self.biased, true)
+            .map(|(op, _)| op.index)
+            .ok_or(ReadyTimeoutError)
+    }
+
+    /// Like [`ready`](Select::ready), giving up at `deadline`.
+    pub fn ready_deadline(&mut self, deadline: Instant) -> Result<usize, ReadyTimeoutError> {
+        run(&mut self.ops, Timeout::At(deadline), self.biased, true)
+            .map(|(op, _)| op.index)
+            .ok_or(ReadyTimeoutError)
+    }
+}
+
+impl Default for Select<'_> {
+    fn default() -> Self {
+        Select::new()
+    }
+}
+
+impl Clone for Select<'_> {
+    fn clone(&self) -> Self {
+        Select {
+            ops: self.ops.clone(),
+            next_index: self.next_index,
+            biased: self.biased,
+        }
+    }
+}
+
+impl fmt::Debug for Select<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("Select { .. }")
+    }
+}
+
+/// The operation a selection picked. It must be completed with
+/// [`send`](SelectedOperation::send) or [`recv`](SelectedOperation::recv),
+/// passing the same `Sender`/`Receiver` reference that was added.
+///
+/// # Panics
+/// Dropping it without completing it panics (after undoing the
+/// reservation, so the channel stays consistent).
+#[must_use]
+pub struct SelectedOperation<'a> {
+    token: Option<Token>,
+    index: usize,
+    ptr: *const u8,
+    handle: &'a dyn Selectable,
+    _marker: PhantomData<&'a ()>,
+}
+
+impl<'a> SelectedOperation<'a> {
+    fn new((op, token): (Op<'a>, Token)) -> SelectedOperation<'a> {
+        SelectedOperation {
+            token: Some(token),
+            index: op.index,
+            ptr: op.ptr,
+            handle: op.handle,
+            _marker: PhantomData,
+        }
+    }
+
+    /// The index of the picked operation.
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
+    /// Completes the picked send with `msg`.
+    ///
+    /// # Panics
+    /// If `s` is not the sender that was added for this operation.
+    pub fn send<T>(mut self, s: &Sender<T>, msg: T) -> Result<(), SendError<T>> {
+        assert!(
+            ptr::eq(s as *const Sender<T> as *const u8, self.ptr),
+            "passed a sender that wasn't selected",
+        );
+        let token = self.token.take().expect("completed once");
+        s.complete_send(token, msg)
+    }
+
+    /// Completes the picked receive.
+    ///
+    /// # Panics
+    /// If `r` is not the receiver that was added for this operation.
+    pub fn recv<T>(mut self, r: &Receiver<T>) -> Result<T, RecvError> {
+        assert!(
+            ptr::eq(r as *const Receiver<T> as *const u8, self.ptr),
+            "passed a receiver that wasn't selected",
+        );
+        let token = self.token.take().expect("completed once");
+        r.complete_recv(token)
+    }
+}
+
+impl Drop for SelectedOperation<'_> {
+    fn drop(&mut self) {
+        if let Some(token) = self.token.take() {
+            self.handle.cancel(token);
+            if !std::thread::panicking() {
+                panic!("dropped `SelectedOperation` without completing the operation");
+            }
+        }
+    }
+}
+
+impl fmt::Debug for SelectedOperation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.pad("SelectedOperation { .. }")
+    }
+}
+
+/// Entry points of the `select!` macro; not a stable interface.
+#[doc(hidden)]
+pub mod __private {
+    use std::time::Duration;
+
+    pub use super::{Op, SelectedOperation};
+    use super::{Timeout, run};
+
+    /// Blocking selection.
+    pub fn select<'a>(ops: &mut [Op<'a>], biased: bool) -> SelectedOperation<'a> {
+        SelectedOperation::new(run(ops, Timeout::Never, biased, false).expect("no timeout"))
+    }
+
+    /// Non-blocking selection.
+    pub fn try_select<'a>(ops: &mut [Op<'a>], biased: bool) -> Option<SelectedOperation<'a>> {
+        run(ops, Timeout::Now, biased, false).map(SelectedOperation::new)
+    }
+
+    /// Selection with a timeout.
+    pub fn select_timeout<'a>(
+        ops: &mut [Op<'a>],
+        timeout: Duration,
+        biased: bool,
+    ) -> Option<SelectedOperation<'a>> {
+        run(ops, Timeout::after(timeout), biased, false).map(SelectedOperation::new)
+    }
+}

@@ -1,0 +1,452 @@
+//! Waiters: how a blocked operation waits and how it is completed.
+//!
+//! Every blocked operation (a send, a receive, a whole `select`) owns one
+//! [`Ctx`] on its stack and one [`Node`] per channel it waits on. A node is
+//! linked into a channel's send or receive queue while the channel's lock is
+//! held. Whoever completes the waiter (the *claimer*) does so in two steps:
+//!
+//! 1. under the channel's lock, it CASes the owner's `state` from `WAITING`
+//!    to `SELECTED + index` and unlinks the node. Only one CAS can succeed,
+//!    so a select waiting on many channels is completed by exactly one of
+//!    them; a claimer that loses the CAS just unlinks the stale node.
+//! 2. it publishes a `packet` (`DONE`, `RETRY`, `RESERVED`, or the address
+//!    of its own `Ctx` for an exchange) with a release store, then unparks
+//!    the owner through a clone of its `Unparker` taken *before* the store:
+//!    once the packet is visible the owner may return and free its frame.
+//!
+//! The owner waits (parking, so a coroutine frees its thread) until its
+//! state leaves `WAITING`, then until the packet arrives. A timed-out owner
+//! CASes `WAITING -> ABORTED`; if that fails it was selected and must take
+//! the packet. Afterwards it unlinks its remaining nodes under each
+//! channel's lock, after which no claimer can reach them.
+
+use std::cell::{Cell, UnsafeCell};
+use std::ptr;
+use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::time::Instant;
+
+use corun_runtime::{Unparker, WaitReason, park, park_deadline};
+
+/// The owner still waits.
+pub(crate) const WAITING: usize = 0;
+/// The owner gave up (timeout, or it found an operation ready meanwhile).
+pub(crate) const ABORTED: usize = 1;
+/// `SELECTED + i`: node `i` of the owner was claimed.
+const SELECTED: usize = 2;
+
+/// No packet yet.
+pub(crate) const P_EMPTY: usize = 0;
+/// The claimer moved the value into or out of the owner's slot (or, for an
+/// observer, the operation became ready).
+pub(crate) const P_DONE: usize = 1;
+/// Nothing was transferred: re-run the operation (the channel was closed,
+/// or the claimer's select was abandoned).
+pub(crate) const P_RETRY: usize = 2;
+/// A buffer slot (send) or a buffered message (receive) is reserved for the
+/// owner, which completes the transfer itself.
+pub(crate) const P_RESERVED: usize = 3;
+// Any other value is the address of the claimer's `Ctx` (aligned, > 3): the
+// claimer waits for the owner to move a value into or out of its slot.
+
+/// The shared state of one blocked operation.
+pub(crate) struct Ctx {
+    state: AtomicUsize,
+    packet: AtomicUsize,
+    /// The slot (`*mut Option<T>`) this context offers when it hands its own
+    /// address to a peer as an exchange packet.
+    slot: AtomicPtr<()>,
+    unparker: Unparker,
+}
+
+impl Ctx {
+    pub(crate) fn new() -> Ctx {
+        Ctx {
+            state: AtomicUsize::new(WAITING),
+            packet: AtomicUsize::new(P_EMPTY),
+            slot: AtomicPtr::new(ptr::null_mut()),
+            unparker: corun_runtime::unparker(),
+        }
+    }
+
+    /// Is the owner still waiting?
+    #[inline]
+    pub(crate) fn is_waiting(&self) -> bool {
+        self.state.load(Ordering::Acquire) == WAITING
+    }
+
+    /// Claims the owner for its node `index`. Called under the lock of the
+    /// channel the node is queued on.
+    #[inline]
+    pub(crate) fn try_claim(&self, index: usize) -> bool {
+        self.state
+            .compare_exchange(
+                WAITING,
+                SELECTED + index,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .is_ok()
+    }
+
+    /// Gives up waiting: `None` if aborted, `Some(i)` if node `i` was
+    /// claimed first.
+    pub(crate) fn abort(&self) -> Option<usize> {
+        match self
+            .state
+            .compare_exchange(WAITING, ABORTED, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(_) => None,
+            Err(s) if s >= SELECTED => Some(s - SELECTED),
+            Err(_) => None,
+        }
+    }
+
+    /// Waits until a node is claimed (`Some(index)`) or `deadline` passes
+    /// and the wait is aborted (`None`).
+    pub(crate) fn wait(&self, deadline: Option<Instant>, reason: WaitReason) -> Option<usize> {
+        loop {
+            let s = self.state.load(Ordering::Acquire);
+            if s >= SELECTED {
+                return Some(s - SELECTED);
+            }
+            if s == ABORTED {
+                return None;
+            }
+            match deadline {
+                None => park(reason),
+                Some(d) => {
+                    if park_deadline(reason, d) {
+                        return self.abort();
+                    }
+                }
+            }
+        }
+    }
+
+    /// After being claimed: waits for the claimer's packet.
+    pub(crate) fn wait_packet(&self, reason: WaitReason) -> usize {
+        loop {
+            let p = self.packet.load(Ordering::Acquire);
+            if p != P_EMPTY {
+                return p;
+            }
+            park(reason);
+        }
+    }
+
+    /// Offers `slot` for an exchange: a peer that gets this context's address
+    /// as its packet moves the value through `slot`.
+    pub(crate) fn set_slot(&self, slot: *mut ()) {
+        self.slot.store(slot, Ordering::Relaxed);
+    }
+
+    /// The exchange slot of the context at `ctx` (see [`Ctx::set_slot`]).
+    ///
+    /// # Safety
+    /// `ctx` is a live context received as an exchange packet whose owner
+    /// still waits for its own packet.
+    pub(crate) unsafe fn slot_of(ctx: *const Ctx) -> *mut () {
+        // SAFETY: the caller guarantees `ctx` is alive.
+        unsafe { (*ctx).slot.load(Ordering::Relaxed) }
+    }
+
+    /// Publishes `packet` to the owner of `ctx` and returns its unparker, to
+    /// be used once the caller has released any lock. This is the caller's
+    /// last access to `*ctx`.
+    ///
+    /// # Safety
+    /// The caller claimed `ctx`'s owner (or received `ctx` as an exchange
+    /// packet) and has not completed it yet, so the owner still waits for
+    /// its packet and keeps `*ctx` alive until this store.
+    #[must_use]
+    pub(crate) unsafe fn complete(ctx: *const Ctx, packet: usize) -> Unparker {
+        // SAFETY: alive until the store below, by the caller's contract.
+        let unparker = unsafe { (*ctx).unparker.clone() };
+        // SAFETY: as above; the store is the last use.
+        unsafe { (*ctx).packet.store(packet, Ordering::Release) };
+        unparker
+    }
+}
+
+/// One registration of a blocked operation in one channel queue.
+///
+/// The links are touched only under the lock of that channel.
+pub(crate) struct Node {
+    prev: Cell<*const Node>,
+    next: Cell<*const Node>,
+    linked: Cell<bool>,
+    pub(crate) ctx: *const Ctx,
+    pub(crate) index: usize,
+    /// `*mut Option<T>` for plain sends and receives (the direct hand-off
+    /// slot), null for select arms and observers.
+    pub(crate) slot: *mut (),
+    /// Only wants to know that the operation became ready (`Select::ready`).
+    pub(crate) observer: bool,
+}
+
+impl Node {
+    pub(crate) fn new(ctx: &Ctx, index: usize, slot: *mut (), observer: bool) -> Node {
+        Node {
+            prev: Cell::new(ptr::null()),
+            next: Cell::new(ptr::null()),
+            linked: Cell::new(false),
+            ctx,
+            index,
+            slot,
+            observer,
+        }
+    }
+}
+
+/// What a claimer learns about a claimed node (copied out under the lock).
+#[derive(Clone, Copy)]
+pub(crate) struct Claimed {
+    pub(crate) ctx: *const Ctx,
+    pub(crate) slot: *mut (),
+}
+
+/// An intrusive FIFO of nodes, owned by a channel's locked state.
+///
+/// Invariant: every linked node is alive and does not move. Its owner
+/// guarantees this by unlinking it (under the same lock) before its frame
+/// ends, unless a claimer unlinked it first.
+pub(crate) struct Queue {
+    head: *const Node,
+    tail: *const Node,
+}
+
+// SAFETY: the queue is only reachable through its channel's lock; the nodes
+// it points to are designed to be touched by any thread holding that lock.
+unsafe impl Send for Queue {}
+
+impl Queue {
+    pub(crate) const fn new() -> Queue {
+        Queue {
+            head: ptr::null(),
+            tail: ptr::null(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn is_empty(&self) -> bool {
+        self.head.is_null()
+    }
+
+    /// Links `node` at the back.
+    ///
+    /// # Safety
+    /// `node` is not linked anywhere, and stays alive and in place until it
+    /// has been unlinked (by [`Queue::remove`] or a claimer), with the
+    /// owning channel's lock held for every access.
+    pub(crate) unsafe fn push_back(&mut self, node: &Node) {
+        node.prev.set(self.tail);
+        node.next.set(ptr::null());
+        node.linked.set(true);
+        if self.tail.is_null() {
+            self.head = node;
+        } else {
+            // SAFETY: linked nodes are alive (queue invariant).
+            unsafe { (*self.tail).next.set(node) };
+        }
+        self.tail = node;
+    }
+
+    /// Unlinks `node` if it is still linked in this queue.
+    pub(crate) fn remove(&mut self, node: &Node) {
+        if !node.linked.get() {
+            return;
+        }
+        node.linked.set(false);
+        let prev = node.prev.get();
+        let next = node.next.get();
+        if prev.is_null() {
+            self.head = next;
+        } else {
+            // SAFETY: linked nodes are alive (queue invariant).
+            unsafe { (*prev).next.set(next) };
+        }
+        if next.is_null() {
+            self.tail = prev;
+        } else {
+            // SAFETY: as above.
+            unsafe { (*next).prev.set(prev) };
+        }
+    }
+
+    fn pop_front(&mut self) -> Option<&Node> {
+        if self.head.is_null() {
+            return None;
+        }
+        // SAFETY: linked nodes are alive (queue invariant); the reference
+        // does not outlive the lock guard that borrows `self`.
+        let node = unsafe { &*self.head };
+        self.remove(node);
+        Some(node)
+    }
+
+    /// Pops nodes until one whose owner it can claim, and returns that one.
+    /// Observers met on the way are claimed and woken; stale nodes (owner
+    /// already claimed elsewhere or aborted) are dropped from the queue.
+    pub(crate) fn claim_first(&mut self, wakes: &mut Wakes) -> Option<Claimed> {
+        while let Some(node) = self.pop_front() {
+            // SAFETY: a linked node's context outlives it.
+            let ctx = unsafe { &*node.ctx };
+            if !ctx.try_claim(node.index) {
+                continue;
+            }
+            if node.observer {
+                // SAFETY: just claimed, not completed.
+                wakes.push(unsafe { Ctx::complete(node.ctx, P_DONE) });
+                continue;
+            }
+            return Some(Claimed {
+                ctx: node.ctx,
+                slot: node.slot,
+            });
+        }
+        None
+    }
+
+    /// Claims every waiter and gives it `packet` (observers get `P_DONE`).
+    pub(crate) fn claim_all(&mut self, packet: usize, wakes: &mut Wakes) {
+        while let Some(node) = self.pop_front() {
+            // SAFETY: a linked node's context outlives it.
+            if unsafe { &*node.ctx }.try_claim(node.index) {
+                let p = if node.observer { P_DONE } else { packet };
+                // SAFETY: just claimed, not completed.
+                wakes.push(unsafe { Ctx::complete(node.ctx, p) });
+            }
+        }
+    }
+
+    /// Wakes the observers (an operation on the other side became possible)
+    /// and drops stale nodes; live operations stay queued.
+    pub(crate) fn wake_observers(&mut self, wakes: &mut Wakes) {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: linked nodes are alive (queue invariant).
+            let node = unsafe { &*cur };
+            cur = node.next.get();
+            // SAFETY: a linked node's context outlives it.
+            let ctx = unsafe { &*node.ctx };
+            if node.observer {
+                self.remove(node);
+                if ctx.try_claim(node.index) {
+                    // SAFETY: just claimed, not completed.
+                    wakes.push(unsafe { Ctx::complete(node.ctx, P_DONE) });
+                }
+            } else if !ctx.is_waiting() {
+                self.remove(node);
+            }
+        }
+    }
+
+    /// Is an operation of another owner than `own` waiting here?
+    pub(crate) fn has_live(&self, own: *const Ctx) -> bool {
+        let mut cur = self.head;
+        while !cur.is_null() {
+            // SAFETY: linked nodes are alive (queue invariant).
+            let node = unsafe { &*cur };
+            // SAFETY: a linked node's context outlives it.
+            if !node.observer && !ptr::eq(node.ctx, own) && unsafe { &*node.ctx }.is_waiting() {
+                return true;
+            }
+            cur = node.next.get();
+        }
+        false
+    }
+}
+
+/// Unparkers collected under a lock, to be woken after it is released.
+pub(crate) struct Wakes {
+    first: Option<Unparker>,
+    more: Vec<Unparker>,
+}
+
+impl Wakes {
+    #[inline]
+    pub(crate) fn new() -> Wakes {
+        Wakes {
+            first: None,
+            more: Vec::new(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn push(&mut self, u: Unparker) {
+        if self.first.is_none() {
+            self.first = Some(u);
+        } else {
+            self.more.push(u);
+        }
+    }
+
+    #[inline]
+    pub(crate) fn wake(self) {
+        if let Some(u) = self.first {
+            u.unpark();
+        }
+        for u in self.more {
+            u.unpark();
+        }
+    }
+}
+
+/// A hand-off slot on the stack of a blocked sender or receiver.
+pub(crate) struct Slot<T>(UnsafeCell<Option<T>>);
+
+impl<T> Slot<T> {
+    pub(crate) fn new(v: Option<T>) -> Slot<T> {
+        Slot(UnsafeCell::new(v))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut () {
+        self.0.get().cast()
+    }
+
+    pub(crate) fn into_inner(self) -> Option<T> {
+        self.0.into_inner()
+    }
+}
+
+/// Moves `v` into the slot at `slot`.
+///
+/// # Safety
+/// `slot` is a `*mut Option<T>` of a claimed waiter (or exchange peer) that
+/// has not been completed yet, so nobody else touches it.
+pub(crate) unsafe fn slot_put<T>(slot: *mut (), v: T) {
+    // SAFETY: by the caller's contract.
+    unsafe { *slot.cast::<Option<T>>() = Some(v) };
+}
+
+/// Takes the value out of the slot at `slot`.
+///
+/// # Safety
+/// As for [`slot_put`].
+pub(crate) unsafe fn slot_take<T>(slot: *mut ()) -> Option<T> {
+    // SAFETY: by the caller's contract.
+    unsafe { (*slot.cast::<Option<T>>()).take() }
+}
+
+/// Fast per-thread xorshift for select's random choice.
+pub(crate) fn rand_below(n: usize) -> usize {
+    use std::cell::Cell;
+    thread_local! {
+        static STATE: Cell<u32> = const { Cell::new(0) };
+    }
+    STATE.with(|s| {
+        let mut x = s.get();
+        if x == 0 {
+            // Seed from the address of the thread-local and the clock.
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            x = ((s as *const Cell<u32> as usize as u32) ^ t.rotate_left(16)) | 1;
+        }
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        s.set(x);
+        ((x as u64 * n as u64) >> 32) as usize
+    })
+}
