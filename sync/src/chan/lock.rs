@@ -41,12 +41,16 @@ impl<T> SpinLock<T> {
 
     #[cold]
     fn lock_slow(&self) {
-        let mut spins = 0u32;
+        // Exponential backoff keeps the two (or more) contending threads
+        // from bouncing the cache line on every probe.
+        let mut step = 0u32;
         loop {
             while self.locked.load(Ordering::Relaxed) {
-                if spins < 100 {
-                    std::hint::spin_loop();
-                    spins += 1;
+                if step < 7 {
+                    for _ in 0..1u32 << step {
+                        std::hint::spin_loop();
+                    }
+                    step += 1;
                 } else {
                     std::thread::yield_now();
                 }

@@ -385,9 +385,11 @@ impl Wakes {
     pub(crate) fn wake(self) {
         if let Some(u) = self.first {
             u.unpark();
-        }
-        for u in self.more {
-            u.unpark();
+            if !self.more.is_empty() {
+                for u in self.more {
+                    u.unpark();
+                }
+            }
         }
     }
 }

@@ -1,0 +1,130 @@
+//! Channel benchmarks inside a corun runtime with 2 workers (the DESIGN.md
+//! targets are measured with 2 workers on a 2-core machine).
+
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use corun_runtime::Runtime;
+use corun_sync::chan::{Receiver, Sender, bounded, select};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+
+fn rt() -> &'static Runtime {
+    static RT: OnceLock<Runtime> = OnceLock::new();
+    RT.get_or_init(|| Runtime::builder().workers(2).build().expect("runtime"))
+}
+
+/// Unbuffered ping-pong between two coroutines: time per round trip.
+fn pingpong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chan");
+    g.measurement_time(Duration::from_secs(3)).sample_size(20);
+    g.bench_function("pingpong_unbuffered_round_trip", |b| {
+        b.iter_custom(|iters| {
+            rt().block_on(move || {
+                let (ping_s, ping_r) = bounded::<u64>(0);
+                let (pong_s, pong_r) = bounded::<u64>(0);
+                let echo = corun_runtime::spawn(move || {
+                    for v in ping_r.iter() {
+                        pong_s.send(v).unwrap();
+                    }
+                });
+                let start = Instant::now();
+                for i in 0..iters {
+                    ping_s.send(i).unwrap();
+                    pong_r.recv().unwrap();
+                }
+                let t = start.elapsed();
+                drop(ping_s);
+                echo.join().unwrap();
+                t
+            })
+        })
+    });
+    g.finish();
+}
+
+/// 4 producers x 4 consumers on one channel: time per message.
+fn mpmc(c: &mut Criterion, cap: usize) {
+    let mut g = c.benchmark_group("chan");
+    g.measurement_time(Duration::from_secs(3)).sample_size(20);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function(format!("mpmc_4x4_cap{cap}_per_msg"), |b| {
+        b.iter_custom(|iters| {
+            rt().block_on(move || {
+                let per = iters.div_ceil(4);
+                let (s, r) = bounded::<u64>(cap);
+                let start = Instant::now();
+                let producers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let s = s.clone();
+                        corun_runtime::spawn(move || {
+                            for i in 0..per {
+                                s.send(i).unwrap();
+                            }
+                        })
+                    })
+                    .collect();
+                drop(s);
+                let consumers: Vec<_> = (0..4)
+                    .map(|_| {
+                        let r = r.clone();
+                        corun_runtime::spawn(move || r.iter().count() as u64)
+                    })
+                    .collect();
+                for p in producers {
+                    p.join().unwrap();
+                }
+                let got: u64 = consumers.into_iter().map(|h| h.join().unwrap()).sum();
+                let t = start.elapsed();
+                assert_eq!(got, per * 4);
+                t.mul_f64(iters as f64 / (per * 4) as f64)
+            })
+        })
+    });
+    g.finish();
+}
+
+fn mpmc_buffered(c: &mut Criterion) {
+    mpmc(c, 1024);
+}
+
+fn mpmc_unbuffered(c: &mut Criterion) {
+    mpmc(c, 0);
+}
+
+/// A receiver selecting over 4 unbuffered channels, fed round-robin by one
+/// sender coroutine: time per select.
+fn select4(c: &mut Criterion) {
+    let mut g = c.benchmark_group("chan");
+    g.measurement_time(Duration::from_secs(3)).sample_size(20);
+    g.bench_function("select_4_unbuffered_per_select", |b| {
+        b.iter_custom(|iters| {
+            rt().block_on(move || {
+                let (ss, rs): (Vec<Sender<u64>>, Vec<Receiver<u64>>) =
+                    (0..4).map(|_| bounded::<u64>(0)).unzip();
+                let sender = corun_runtime::spawn(move || {
+                    for i in 0..iters {
+                        ss[(i % 4) as usize].send(i).unwrap();
+                    }
+                });
+                let start = Instant::now();
+                let mut sum = 0u64;
+                for _ in 0..iters {
+                    select! {
+                        recv(rs[0]) -> v => sum += v.unwrap(),
+                        recv(rs[1]) -> v => sum += v.unwrap(),
+                        recv(rs[2]) -> v => sum += v.unwrap(),
+                        recv(rs[3]) -> v => sum += v.unwrap(),
+                    }
+                }
+                let t = start.elapsed();
+                sender.join().unwrap();
+                assert_eq!(sum, iters * iters.saturating_sub(1) / 2);
+                t
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, pingpong, mpmc_buffered, mpmc_unbuffered, select4);
+criterion_main!(benches);
