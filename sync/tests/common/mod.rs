@@ -10,7 +10,7 @@ where
     F: Fn() + Send + Sync + Clone + 'static,
 {
     let g = f.clone();
-    std::thread::spawn(move || g())
+    std::thread::spawn(g)
         .join()
         .unwrap_or_else(|p| std::panic::resume_unwind(p));
     corun_runtime::run(f);
