@@ -158,14 +158,14 @@ impl<T> Chan<T> {
             // ours to fill until the packet is published.
             unsafe { slot_put(c.slot, msg) };
             // SAFETY: claimed, not completed.
-            wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+            unsafe { wakes.push(c.ctx, P_DONE) };
             SendStart::Sent
         } else if self.cap > 0 {
             // A select arm: keep the message buffered for it.
             g.buf.push_back(msg);
             g.res_recv += 1;
             // SAFETY: claimed, not completed.
-            wakes.push(unsafe { Ctx::complete(c.ctx, P_RESERVED) });
+            unsafe { wakes.push(c.ctx, P_RESERVED) };
             SendStart::Sent
         } else {
             SendStart::Exchange(c.ctx, msg)
@@ -194,7 +194,7 @@ impl<T> Chan<T> {
             let v = unsafe { slot_take::<T>(c.slot) }
                 .expect("a blocked sender's slot holds its message");
             // SAFETY: claimed, not completed.
-            wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+            unsafe { wakes.push(c.ctx, P_DONE) };
             return RecvStart::Got(v);
         }
         if g.closed {
@@ -215,14 +215,14 @@ impl<T> Chan<T> {
             if c.slot.is_null() {
                 g.res_send += 1;
                 // SAFETY: claimed, not completed.
-                wakes.push(unsafe { Ctx::complete(c.ctx, P_RESERVED) });
+                unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
                 // SAFETY: claimed, not completed: the slot is ours to empty.
                 let v = unsafe { slot_take::<T>(c.slot) }
                     .expect("a blocked sender's slot holds its message");
                 g.buf.push_back(v);
                 // SAFETY: claimed, not completed.
-                wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+                unsafe { wakes.push(c.ctx, P_DONE) };
             }
         }
         progress
@@ -239,7 +239,7 @@ impl<T> Chan<T> {
             if c.slot.is_null() {
                 g.res_recv += 1;
                 // SAFETY: claimed, not completed.
-                wakes.push(unsafe { Ctx::complete(c.ctx, P_RESERVED) });
+                unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
                 let v = g
                     .buf
@@ -248,7 +248,7 @@ impl<T> Chan<T> {
                 // SAFETY: claimed, not completed: the slot is ours to fill.
                 unsafe { slot_put(c.slot, v) };
                 // SAFETY: claimed, not completed.
-                wakes.push(unsafe { Ctx::complete(c.ctx, P_DONE) });
+                unsafe { wakes.push(c.ctx, P_DONE) };
             }
         }
         progress
@@ -589,7 +589,7 @@ impl<T> Chan<T> {
                     // SAFETY: claimed by our select, not completed.
                     unsafe { slot_put(c.slot, msg) };
                     // SAFETY: as above.
-                    unsafe { Ctx::complete(c.ctx, P_DONE) }.unpark();
+                    unsafe { Ctx::complete(c.ctx, P_DONE) };
                     Ok(())
                 }
             }
@@ -597,7 +597,7 @@ impl<T> Chan<T> {
                 // SAFETY: `peer` handed us its context and waits for us.
                 unsafe { slot_put(Ctx::slot_of(peer), msg) };
                 // SAFETY: as above.
-                unsafe { Ctx::complete(peer, P_DONE) }.unpark();
+                unsafe { Ctx::complete(peer, P_DONE) };
                 Ok(())
             }
             Token::Disconnected => Err(SendError(msg)),
@@ -630,7 +630,7 @@ impl<T> Chan<T> {
                     let v = unsafe { slot_take::<T>(c.slot) }
                         .expect("a blocked sender's slot holds its message");
                     // SAFETY: as above.
-                    unsafe { Ctx::complete(c.ctx, P_DONE) }.unpark();
+                    unsafe { Ctx::complete(c.ctx, P_DONE) };
                     Ok(v)
                 }
             }
@@ -639,7 +639,7 @@ impl<T> Chan<T> {
                 let v = unsafe { slot_take::<T>(Ctx::slot_of(peer)) }
                     .expect("an exchanging sender offers its message");
                 // SAFETY: as above.
-                unsafe { Ctx::complete(peer, P_DONE) }.unpark();
+                unsafe { Ctx::complete(peer, P_DONE) };
                 Ok(v)
             }
             Token::Disconnected => Err(RecvError),
@@ -664,7 +664,7 @@ impl<T> Chan<T> {
             }
             Token::Peer(Claimed { ctx, .. }) | Token::Exchange(ctx) => {
                 // SAFETY: claimed by us (or handed to us) and not completed.
-                unsafe { Ctx::complete(ctx, super::waiter::P_RETRY) }.unpark()
+                unsafe { Ctx::complete(ctx, super::waiter::P_RETRY) };
             }
             Token::Disconnected | Token::None | Token::Instant(_) => {}
         }
@@ -679,7 +679,7 @@ fn exchange_send<T>(peer: *const Ctx, msg: T) -> Result<(), T> {
     ctx.set_slot(slot.as_ptr());
     // SAFETY: we claimed `peer` and have not completed it; our context and
     // slot stay here until it completes us (we wait for that below).
-    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) }.unpark();
+    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
     if ctx.wait_packet(WaitReason::ChanSend) == P_DONE {
         Ok(())
     } else {
@@ -696,7 +696,7 @@ fn exchange_recv<T>(peer: *const Ctx) -> Option<T> {
     let slot = Slot::<T>::new(None);
     ctx.set_slot(slot.as_ptr());
     // SAFETY: as in `exchange_send`.
-    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) }.unpark();
+    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
     if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
         slot.into_inner()
     } else {

@@ -22,7 +22,7 @@
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
-use std::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use corun_runtime::{Unparker, WaitReason, park, park_deadline};
@@ -56,6 +56,9 @@ pub(crate) struct Ctx {
     /// address to a peer as an exchange packet.
     slot: AtomicPtr<()>,
     unparker: Unparker,
+    /// Set by the claimer after its last access (the unpark): only then may
+    /// the owner's frame, which holds this context, go away.
+    released: AtomicBool,
 }
 
 impl Ctx {
@@ -65,6 +68,7 @@ impl Ctx {
             packet: AtomicUsize::new(P_EMPTY),
             slot: AtomicPtr::new(ptr::null_mut()),
             unparker: corun_runtime::unparker(),
+            released: AtomicBool::new(false),
         }
     }
 
@@ -123,15 +127,28 @@ impl Ctx {
         }
     }
 
-    /// After being claimed: waits for the claimer's packet.
+    /// After being claimed: waits for the claimer's packet, then for the
+    /// claimer to be done with this context.
     pub(crate) fn wait_packet(&self, reason: WaitReason) -> usize {
-        loop {
+        let p = loop {
             let p = self.packet.load(Ordering::Acquire);
             if p != P_EMPTY {
-                return p;
+                break p;
             }
             park(reason);
+        };
+        // The claimer publishes the packet, unparks us, then releases: a
+        // window of a few instructions, unless its thread was descheduled.
+        let mut spins = 0u32;
+        while !self.released.load(Ordering::Acquire) {
+            if spins < 64 {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
         }
+        p
     }
 
     /// Offers `slot` for an exchange: a peer that gets this context's address
@@ -150,21 +167,22 @@ impl Ctx {
         unsafe { (*ctx).slot.load(Ordering::Relaxed) }
     }
 
-    /// Publishes `packet` to the owner of `ctx` and returns its unparker, to
-    /// be used once the caller has released any lock. This is the caller's
-    /// last access to `*ctx`.
+    /// Publishes `packet` to the owner of `ctx`, wakes it, and releases the
+    /// context: the owner may free it as soon as this returns. Called
+    /// without holding a channel lock.
     ///
     /// # Safety
     /// The caller claimed `ctx`'s owner (or received `ctx` as an exchange
     /// packet) and has not completed it yet, so the owner still waits for
-    /// its packet and keeps `*ctx` alive until this store.
-    #[must_use]
-    pub(crate) unsafe fn complete(ctx: *const Ctx, packet: usize) -> Unparker {
-        // SAFETY: alive until the store below, by the caller's contract.
-        let unparker = unsafe { (*ctx).unparker.clone() };
-        // SAFETY: as above; the store is the last use.
-        unsafe { (*ctx).packet.store(packet, Ordering::Release) };
-        unparker
+    /// its packet and then for the release, keeping `*ctx` alive until the
+    /// final store below.
+    pub(crate) unsafe fn complete(ctx: *const Ctx, packet: usize) {
+        // SAFETY: alive until `released` is set, by the caller's contract.
+        let c = unsafe { &*ctx };
+        c.packet.store(packet, Ordering::Release);
+        c.unparker.unpark();
+        // Last access: the owner may return and free `*ctx` after this.
+        c.released.store(true, Ordering::Release);
     }
 }
 
@@ -296,7 +314,7 @@ impl Queue {
             }
             if node.observer {
                 // SAFETY: just claimed, not completed.
-                wakes.push(unsafe { Ctx::complete(node.ctx, P_DONE) });
+                unsafe { wakes.push(node.ctx, P_DONE) };
                 continue;
             }
             return Some(Claimed {
@@ -314,7 +332,7 @@ impl Queue {
             if unsafe { &*node.ctx }.try_claim(node.index) {
                 let p = if node.observer { P_DONE } else { packet };
                 // SAFETY: just claimed, not completed.
-                wakes.push(unsafe { Ctx::complete(node.ctx, p) });
+                unsafe { wakes.push(node.ctx, p) };
             }
         }
     }
@@ -333,7 +351,7 @@ impl Queue {
                 self.remove(node);
                 if ctx.try_claim(node.index) {
                     // SAFETY: just claimed, not completed.
-                    wakes.push(unsafe { Ctx::complete(node.ctx, P_DONE) });
+                    unsafe { wakes.push(node.ctx, P_DONE) };
                 }
             } else if !ctx.is_waiting() {
                 self.remove(node);
@@ -357,10 +375,11 @@ impl Queue {
     }
 }
 
-/// Unparkers collected under a lock, to be woken after it is released.
+/// Completions decided under a lock, carried out after it is released
+/// (so the lock is never held across an unpark).
 pub(crate) struct Wakes {
-    first: Option<Unparker>,
-    more: Vec<Unparker>,
+    first: Option<(*const Ctx, usize)>,
+    more: Vec<(*const Ctx, usize)>,
 }
 
 impl Wakes {
@@ -372,22 +391,29 @@ impl Wakes {
         }
     }
 
+    /// Schedules `Ctx::complete(ctx, packet)` for [`Wakes::wake`].
+    ///
+    /// # Safety
+    /// As for [`Ctx::complete`]; the claimer must call `wake` before
+    /// anything could make it forget this completion.
     #[inline]
-    pub(crate) fn push(&mut self, u: Unparker) {
+    pub(crate) unsafe fn push(&mut self, ctx: *const Ctx, packet: usize) {
         if self.first.is_none() {
-            self.first = Some(u);
+            self.first = Some((ctx, packet));
         } else {
-            self.more.push(u);
+            self.more.push((ctx, packet));
         }
     }
 
     #[inline]
     pub(crate) fn wake(self) {
-        if let Some(u) = self.first {
-            u.unpark();
+        if let Some((ctx, p)) = self.first {
+            // SAFETY: `push`'s contract.
+            unsafe { Ctx::complete(ctx, p) };
             if !self.more.is_empty() {
-                for u in self.more {
-                    u.unpark();
+                for (ctx, p) in self.more {
+                    // SAFETY: as above.
+                    unsafe { Ctx::complete(ctx, p) };
                 }
             }
         }
