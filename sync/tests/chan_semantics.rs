@@ -749,3 +749,41 @@ fn wait_reasons_are_reported() {
         b.join().unwrap();
     });
 }
+
+#[test]
+fn select_api_blocked_arms_exchange_with_peers() {
+    both(|| {
+        // `Select` arms have no hand-off slot, so an unbuffered peer that
+        // finds one waiting hands the value over through an exchange.
+        let coro = corun_runtime::is_coroutine();
+        for cap in [0usize, 2] {
+            let (s, r) = bounded::<u32>(cap);
+            let (idle_s, idle_r) = bounded::<u32>(0);
+            let h = spawn(coro, move || {
+                let mut got = Vec::new();
+                for _ in 0..100 {
+                    let mut sel = Select::new();
+                    let i = sel.recv(&r);
+                    sel.recv(&idle_r);
+                    let op = sel.select();
+                    assert_eq!(op.index(), i);
+                    got.push(op.recv(&r).unwrap());
+                }
+                got
+            });
+            let h2 = spawn(coro, move || {
+                for v in 100..200 {
+                    let mut sel = Select::new();
+                    let i = sel.send(&s);
+                    let op = sel.select();
+                    assert_eq!(op.index(), i);
+                    op.send(&s, v).unwrap();
+                }
+            });
+            let got = h();
+            h2();
+            assert_eq!(got, (100..200).collect::<Vec<_>>());
+            drop(idle_s);
+        }
+    });
+}

@@ -601,7 +601,7 @@ impl<T> Chan<T> {
                 Ok(())
             }
             Token::Disconnected => Err(SendError(msg)),
-            Token::None | Token::Instant(_) => unreachable!("not a send token"),
+            Token::None | Token::Instant(_) | Token::Filled(_) => unreachable!("not a send token"),
         }
     }
 
@@ -642,6 +642,11 @@ impl<T> Chan<T> {
                 unsafe { Ctx::complete(peer, P_DONE) };
                 Ok(v)
             }
+            Token::Filled(slot) => {
+                // SAFETY: the claimer filled our arm's slot before
+                // publishing `P_DONE`; nobody else touches it any more.
+                Ok(unsafe { slot_take::<T>(slot) }.expect("a filled slot holds the message"))
+            }
             Token::Disconnected => Err(RecvError),
             Token::None | Token::Instant(_) => unreachable!("not a receive token"),
         }
@@ -666,7 +671,9 @@ impl<T> Chan<T> {
                 // SAFETY: claimed by us (or handed to us) and not completed.
                 unsafe { Ctx::complete(ctx, super::waiter::P_RETRY) };
             }
-            Token::Disconnected | Token::None | Token::Instant(_) => {}
+            // A filled arm slot is only produced for `select!`, which
+            // completes at once; its message stays in the arm otherwise.
+            Token::Disconnected | Token::None | Token::Instant(_) | Token::Filled(_) => {}
         }
     }
 }

@@ -33,7 +33,7 @@ use corun_runtime::{WaitReason, park, park_deadline, yield_point};
 use super::err::{
     ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
 };
-use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, rand_below};
+use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, Slot, rand_below};
 use super::{Receiver, Sender};
 
 /// What a committed operation secured; completed or cancelled later.
@@ -50,6 +50,9 @@ pub(crate) enum Token {
     Disconnected,
     /// A timer channel's message.
     Instant(Instant),
+    /// The claimer moved the message into the select arm's own slot (a
+    /// `*mut Option<T>` of a `select!` receive arm).
+    Filled(*mut ()),
 }
 
 /// The operations of one end of a channel that a select needs.
@@ -76,6 +79,8 @@ pub struct Op<'a> {
     handle: &'a dyn Selectable,
     index: usize,
     ptr: *const u8,
+    /// Hand-off slot of a `select!` receive arm, or null.
+    slot: *mut (),
 }
 
 impl<'a> Op<'a> {
@@ -85,6 +90,7 @@ impl<'a> Op<'a> {
             handle: s,
             index,
             ptr: s as *const Sender<T> as *const u8,
+            slot: ptr::null_mut(),
         }
     }
 
@@ -94,7 +100,40 @@ impl<'a> Op<'a> {
             handle: r,
             index,
             ptr: r as *const Receiver<T> as *const u8,
+            slot: ptr::null_mut(),
         }
+    }
+
+    /// A receive arm of `select!` with its own hand-off slot, so that a
+    /// sender can give it the message directly, as to a plain receiver.
+    pub fn recv_arm<T>(arm: &'a RecvArm<'a, T>, index: usize) -> Op<'a> {
+        Op {
+            slot: arm.slot.as_ptr(),
+            ..Op::recv(arm.receiver, index)
+        }
+    }
+}
+
+/// A `select!` receive arm: the receiver and a slot for a direct hand-off.
+/// Used by the macro; not a stable interface.
+#[doc(hidden)]
+pub struct RecvArm<'a, T> {
+    receiver: &'a Receiver<T>,
+    slot: Slot<T>,
+}
+
+impl<'a, T> RecvArm<'a, T> {
+    /// An arm receiving from `receiver`.
+    pub fn new(receiver: &'a Receiver<T>) -> RecvArm<'a, T> {
+        RecvArm {
+            receiver,
+            slot: Slot::new(None),
+        }
+    }
+
+    /// The receiver.
+    pub fn receiver(&self) -> &'a Receiver<T> {
+        self.receiver
     }
 }
 
@@ -113,6 +152,14 @@ impl Timeout {
 }
 
 const INLINE_NODES: usize = 8;
+
+fn node_for(ctx: &Ctx, ops: &[Op<'_>], k: usize, observe: bool) -> Node {
+    if observe || k >= ops.len() {
+        Node::new(ctx, k, ptr::null_mut(), observe)
+    } else {
+        Node::new(ctx, k, ops[k].slot, false)
+    }
+}
 
 /// Runs a selection (or, with `observe`, waits for readiness only).
 /// Returns the chosen operation and its token, or `None` on timeout.
@@ -176,12 +223,10 @@ pub(crate) fn run<'a>(
         let inline: [Node; INLINE_NODES];
         let heap: Vec<Node>;
         let nodes: &[Node] = if n <= INLINE_NODES {
-            inline = std::array::from_fn(|k| Node::new(&ctx, k, ptr::null_mut(), observe));
+            inline = std::array::from_fn(|k| node_for(&ctx, ops, k, observe));
             &inline[..n]
         } else {
-            heap = (0..n)
-                .map(|k| Node::new(&ctx, k, ptr::null_mut(), observe))
-                .collect();
+            heap = (0..n).map(|k| node_for(&ctx, ops, k, observe)).collect();
             &heap
         };
         let mut registered = 0;
@@ -213,7 +258,9 @@ pub(crate) fn run<'a>(
         };
         let token = match ctx.wait_packet(WaitReason::Select) {
             P_RETRY => continue,
-            P_DONE => Token::None,
+            // Observers, and arms with a slot that a sender filled.
+            P_DONE if ops[k].slot.is_null() => Token::None,
+            P_DONE => Token::Filled(ops[k].slot),
             P_RESERVED => Token::Reserved,
             peer => Token::Exchange(peer as *const Ctx),
         };
@@ -480,7 +527,7 @@ impl fmt::Debug for SelectedOperation<'_> {
 pub mod __private {
     use std::time::Duration;
 
-    pub use super::{Op, SelectedOperation};
+    pub use super::{Op, RecvArm, SelectedOperation};
     use super::{Timeout, run};
 
     /// Blocking selection.

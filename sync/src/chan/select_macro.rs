@@ -140,7 +140,8 @@ macro_rules! __select_internal {
     (@bind $b:tt $def:tt ((recv ($r:expr) $res:tt $body:tt) $($ops:tt)*) (($i:tt $h:ident) $($labels:tt)*) ($($bound:tt)*)) => {
         match $r {
             ref __select_ref => {
-                let $h: &$crate::chan::Receiver<_> = __select_ref;
+                let __select_recv: &$crate::chan::Receiver<_> = __select_ref;
+                let $h = $crate::chan::__private::RecvArm::new(__select_recv);
                 $crate::__select_internal!(@bind $b $def ($($ops)*) ($($labels)*) ($($bound)* (recv $i $h $res $body)))
             }
         }
@@ -160,14 +161,14 @@ macro_rules! __select_internal {
     // ---- @run: select, then complete the chosen operation ----
     (@run $b:tt () ($(($kind:ident $i:tt $h:ident $($x:tt)*))*) $oper:ident) => {{
         let $oper = $crate::chan::__private::select(
-            &mut [$($crate::chan::__private::Op::$kind($h, $i)),*],
+            &mut [$($crate::__select_internal!(@op $kind $h $i)),*],
             $b,
         );
         $crate::__select_internal!(@complete $oper ($(($kind $i $h $($x)*))*))
     }};
     (@run $b:tt (() $dbody:tt) ($(($kind:ident $i:tt $h:ident $($x:tt)*))*) $oper:ident) => {{
         match $crate::chan::__private::try_select(
-            &mut [$($crate::chan::__private::Op::$kind($h, $i)),*],
+            &mut [$($crate::__select_internal!(@op $kind $h $i)),*],
             $b,
         ) {
             ::std::option::Option::None => $dbody,
@@ -178,7 +179,7 @@ macro_rules! __select_internal {
     }};
     (@run $b:tt (($t:expr) $dbody:tt) ($(($kind:ident $i:tt $h:ident $($x:tt)*))*) $oper:ident) => {{
         match $crate::chan::__private::select_timeout(
-            &mut [$($crate::chan::__private::Op::$kind($h, $i)),*],
+            &mut [$($crate::__select_internal!(@op $kind $h $i)),*],
             $t,
             $b,
         ) {
@@ -189,13 +190,20 @@ macro_rules! __select_internal {
         }
     }};
 
+    (@op recv $h:ident $i:tt) => {
+        $crate::chan::__private::Op::recv_arm(&$h, $i)
+    };
+    (@op send $h:ident $i:tt) => {
+        $crate::chan::__private::Op::send($h, $i)
+    };
+
     (@complete $oper:ident ()) => {{
         let _ = $oper;
         ::std::unreachable!("select! picked an operation it does not have")
     }};
     (@complete $oper:ident ((recv $i:tt $h:ident ($res:pat) $body:tt) $($rest:tt)*)) => {
         if $oper.index() == $i {
-            let __select_res = $oper.recv($h);
+            let __select_res = $oper.recv($h.receiver());
             let $res = __select_res;
             $body
         } else {
