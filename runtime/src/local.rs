@@ -33,9 +33,13 @@ pub(crate) fn drop_current() {
     if task.is_null() {
         return;
     }
-    // SAFETY: we run as this task; only it touches its locals.
-    let map = unsafe { (*(*task).locals.get()).take() };
-    drop(map);
+    // A destructor may touch another coroutine-local and so create a fresh
+    // map; keep dropping until none is left, still on the coroutine's stack.
+    // SAFETY: we run as this task; only it touches its locals, and the map
+    // is moved out before its values' destructors run.
+    while let Some(map) = unsafe { (*(*task).locals.get()).take() } {
+        drop(map);
+    }
 }
 
 /// A key for a coroutine-local value, declared with [`coroutine_local!`].

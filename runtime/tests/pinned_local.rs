@@ -114,3 +114,77 @@ fn coroutine_locals_drop_when_the_coroutine_ends() {
     }
     assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 10);
 }
+
+static INITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+coroutine_local! {
+    static ONCE_PER_COROUTINE: Cell<u64> = {
+        INITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Cell::new(0)
+    };
+}
+
+#[test]
+fn coroutine_locals_initialise_once_per_coroutine_across_migrations() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let hs: Vec<_> = (0..200u64)
+        .map(|i| {
+            rt.spawn(move || {
+                let mut threads = HashSet::new();
+                for step in 0..500 {
+                    ONCE_PER_COROUTINE.with(|c| {
+                        assert_eq!(c.get(), step * i, "coroutine {i} lost its value");
+                        c.set(c.get() + i);
+                    });
+                    threads.insert(std::thread::current().id());
+                    corun_runtime::yield_now();
+                }
+                threads.len()
+            })
+        })
+        .collect();
+    let migrated = hs
+        .into_iter()
+        .map(|h| h.join().unwrap())
+        .filter(|&n| n > 1)
+        .count();
+    assert_eq!(INITS.load(std::sync::atomic::Ordering::SeqCst), 200);
+    assert!(migrated > 0, "no coroutine moved between threads");
+}
+
+/// Counts drops that ran inside a coroutine (on its own stack).
+struct DropsOnCoroutine;
+impl Drop for DropsOnCoroutine {
+    fn drop(&mut self) {
+        if corun_runtime::is_coroutine() {
+            LATE_DROPS_ON_COROUTINE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+}
+
+static LATE_DROPS_ON_COROUTINE: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(0);
+
+struct TouchesOtherLocal;
+impl Drop for TouchesOtherLocal {
+    fn drop(&mut self) {
+        // Creates a local while the coroutine's locals are being dropped.
+        LATE.with(|l| l.set(Some(DropsOnCoroutine)));
+    }
+}
+
+coroutine_local! {
+    static FIRST: RefCell<Option<TouchesOtherLocal>> = RefCell::new(None);
+    static LATE: Cell<Option<DropsOnCoroutine>> = Cell::new(None);
+}
+
+#[test]
+fn locals_created_by_destructors_are_dropped_on_the_coroutine() {
+    go!(|| FIRST.with(|f| *f.borrow_mut() = Some(TouchesOtherLocal)))
+        .join()
+        .unwrap();
+    assert_eq!(
+        LATE_DROPS_ON_COROUTINE.load(std::sync::atomic::Ordering::SeqCst),
+        1
+    );
+}
