@@ -126,5 +126,53 @@ fn select4(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, pingpong, mpmc_buffered, mpmc_unbuffered, select4);
+/// A ring of 10,000 coroutines joined by unbuffered channels passes a token
+/// around: time per hop.
+fn ring(c: &mut Criterion) {
+    const RING: usize = 10_000;
+    let mut g = c.benchmark_group("chan");
+    g.measurement_time(Duration::from_secs(3)).sample_size(20);
+    g.bench_function("ring_10k_per_hop", |b| {
+        b.iter_custom(|iters| {
+            rt().block_on(move || {
+                let laps = iters.div_ceil(RING as u64);
+                let (first_s, mut prev_r) = bounded::<u64>(0);
+                let mut members = Vec::with_capacity(RING - 1);
+                for _ in 1..RING {
+                    let (s, r) = bounded::<u64>(0);
+                    let from = std::mem::replace(&mut prev_r, r);
+                    members.push(corun_runtime::spawn(move || {
+                        for token in from.iter() {
+                            s.send(token + 1).unwrap();
+                        }
+                    }));
+                }
+                let start = Instant::now();
+                let mut token = 0;
+                for _ in 0..laps {
+                    first_s.send(token).unwrap();
+                    token = prev_r.recv().unwrap();
+                }
+                let t = start.elapsed();
+                assert_eq!(token, laps * (RING as u64 - 1));
+                drop(first_s);
+                for m in members {
+                    m.join().unwrap();
+                }
+                // Report per hop, for the hops actually made.
+                t.mul_f64(iters as f64 / (laps * RING as u64) as f64)
+            })
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(
+    benches,
+    pingpong,
+    mpmc_buffered,
+    mpmc_unbuffered,
+    select4,
+    ring
+);
 criterion_main!(benches);
