@@ -182,7 +182,10 @@ fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
 /// Every live coroutine of the current runtime (the global one outside
 /// coroutines), ordered by id.
 pub fn coroutines() -> Vec<CoroutineInfo> {
-    let shared = crate::sched::current_shared();
+    coroutines_of(crate::sched::current_shared())
+}
+
+pub(crate) fn coroutines_of(shared: &Shared) -> Vec<CoroutineInfo> {
     let now = shared.tick_coarse();
     let mut v: Vec<_> = shared
         .registry
@@ -201,8 +204,12 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
 /// created at src/main.rs:12:5
 /// ```
 pub fn dump() -> String {
+    dump_of(crate::sched::current_shared())
+}
+
+pub(crate) fn dump_of(shared: &Shared) -> String {
     let mut out = String::new();
-    for c in coroutines() {
+    for c in coroutines_of(shared) {
         let name = c
             .name
             .as_deref()

@@ -26,6 +26,7 @@
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
+mod deadlock;
 mod driver;
 mod introspect;
 mod local;
@@ -37,6 +38,7 @@ mod sysmon;
 mod task;
 mod timer;
 mod tls;
+mod traceback;
 
 use std::io;
 use std::panic::Location;

@@ -7,7 +7,7 @@
 //! and thread-local addresses stay valid across them. It does not hold a P:
 //! it does not count against `workers` and cannot be preempted.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::thread::{self, Thread};
 
@@ -51,11 +51,28 @@ impl Home {
     }
 }
 
+/// Threads started for pinned coroutines and not yet finished (counted
+/// from before their start to the end of their work, so never too low).
+static LIVE_THREADS: AtomicUsize = AtomicUsize::new(0);
+
+pub(crate) fn live_threads() -> usize {
+    LIVE_THREADS.load(Ordering::SeqCst)
+}
+
 /// Starts the thread a pinned task lives on; `task` is its queue reference.
 pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<()> {
     let home = task.header().home.clone().expect("pinned task has a home");
     let name = format!("corun-pinned-{}", task.header().id);
+    LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
+    struct Live;
+    impl Drop for Live {
+        fn drop(&mut self) {
+            LIVE_THREADS.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let live = Live;
     thread::Builder::new().name(name).spawn(move || {
+        let _live = live;
         let _ = home.thread.set(thread::current());
         tls::update(|c| c.shared = shared);
         corun_stacks::ensure_altstack();

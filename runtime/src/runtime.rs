@@ -35,6 +35,7 @@ pub struct RuntimeBuilder {
     stack_size: Option<usize>,
     max_threads: Option<usize>,
     name: Option<String>,
+    no_deadlock_detection: bool,
 }
 
 impl RuntimeBuilder {
@@ -62,6 +63,20 @@ impl RuntimeBuilder {
     /// A name for thread names and error messages.
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
+        self
+    }
+
+    /// Turns Go-style deadlock detection on (the default) or off.
+    ///
+    /// When on, a program whose coroutines are all parked with no timer,
+    /// no network waiter and no other thread that could wake them, while a
+    /// thread waits in [`Runtime::block_on`] or [`run`], prints
+    /// `fatal error: all coroutines are asleep - deadlock!` and the
+    /// coroutine dump, and exits with status 2. Detection stays silent
+    /// whenever it cannot be sure (another runtime or any foreign thread
+    /// exists). `CORUN_DEADLOCK_DETECTION=0` turns it off for every runtime.
+    pub fn deadlock_detection(mut self, on: bool) -> Self {
+        self.no_deadlock_detection = !on;
         self
     }
 
@@ -93,7 +108,10 @@ impl RuntimeBuilder {
         static IDS: AtomicUsize = AtomicUsize::new(0);
         let id = IDS.fetch_add(1, Ordering::Relaxed);
         let name = self.name.unwrap_or_else(|| format!("corun-{id}"));
+        let detect_deadlock = !self.no_deadlock_detection
+            && std::env::var("CORUN_DEADLOCK_DETECTION").map_or(true, |v| v.trim() != "0");
         install_panic_hook();
+        crate::traceback::install();
         corun_stacks::install_overflow_handler();
         // Leaked on purpose: tasks and unparkers hold `&'static Shared`, and
         // may outlive the `Runtime` value (see `Drop`).
@@ -103,6 +121,7 @@ impl RuntimeBuilder {
             stack_size,
             max_threads,
             name,
+            detect_deadlock,
         )));
         RUNTIMES
             .lock()
@@ -164,6 +183,19 @@ impl Runtime {
             .name("main")
             .spawn_on(self.shared, f)
             .unwrap_or_else(|e| panic!("{e}"));
+        // A thread waiting here counts for deadlock detection.
+        struct Outside(Option<&'static Shared>);
+        impl Drop for Outside {
+            fn drop(&mut self) {
+                if let Some(s) = self.0 {
+                    s.outside_waiters.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        let _outside = Outside((!crate::is_coroutine()).then(|| {
+            self.shared.outside_waiters.fetch_add(1, Ordering::SeqCst);
+            self.shared
+        }));
         match handle.join() {
             Ok(v) => v,
             Err(payload) => panic::resume_unwind(payload),
@@ -228,6 +260,16 @@ pub fn global() -> &'static Runtime {
 
 pub(crate) fn global_shared() -> &'static Shared {
     global().shared
+}
+
+/// Runtimes alive in the process.
+pub(crate) fn runtime_count() -> usize {
+    RUNTIMES.lock().unwrap_or_else(|e| e.into_inner()).len()
+}
+
+/// Every live runtime, for the traceback dump.
+pub(crate) fn all() -> Vec<&'static Shared> {
+    RUNTIMES.lock().unwrap_or_else(|e| e.into_inner()).clone()
 }
 
 /// Wakes every runtime's idle poller (a driver was installed).

@@ -228,6 +228,10 @@ pub(crate) struct Shared {
     pub(crate) sysmon_fast: AtomicBool,
     threads: Mutex<Vec<thread::JoinHandle<()>>>,
     pub(crate) name: String,
+    /// Exit with a dump when every coroutine is asleep for good.
+    pub(crate) detect_deadlock: bool,
+    /// Threads outside the runtime waiting in `block_on`.
+    pub(crate) outside_waiters: AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -243,6 +247,7 @@ impl Shared {
         default_stack: usize,
         max_threads: usize,
         name: String,
+        detect_deadlock: bool,
     ) -> Shared {
         Shared {
             id,
@@ -269,6 +274,8 @@ impl Shared {
             sysmon_fast: AtomicBool::new(false),
             threads: Mutex::new(Vec::new()),
             name,
+            detect_deadlock,
+            outside_waiters: AtomicUsize::new(0),
         }
     }
 
@@ -370,7 +377,7 @@ impl Shared {
     }
 
     /// Any runnable G waiting in a queue?
-    fn work_queued(&self) -> bool {
+    pub(crate) fn work_queued(&self) -> bool {
         !self.injector.is_empty() || self.ps.iter().any(P::has_work)
     }
 

@@ -12,7 +12,8 @@
 //!   so its queue keeps running on another M;
 //! - fires timers that are overdue because every M is busy;
 //! - starts a spinning M when work waits and a P is idle;
-//! - returns stack memory to the OS after a quiet second.
+//! - returns stack memory to the OS after a quiet second;
+//! - notices when every coroutine sleeps for good (`deadlock.rs`).
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -56,6 +57,7 @@ fn run(shared: &'static Shared) {
     let mut due = Vec::new();
     let mut last_trim = 0u64;
     let mut last_busy = 0u64;
+    let mut deadlock = crate::deadlock::Watch::default();
     while !shared.shutdown.load(Ordering::Acquire) {
         std::thread::park_timeout(delay);
         let now = shared.tick_coarse();
@@ -81,6 +83,9 @@ fn run(shared: &'static Shared) {
             acted |= shared.fire_all_due(&mut due) > 0;
         }
         shared.kick_if_work_waits();
+        if !any_running {
+            deadlock.check(shared, now);
+        }
         if any_running {
             last_busy = now;
         } else if now - last_busy > TRIM_AFTER && now - last_trim > TRIM_AFTER {

@@ -1,0 +1,230 @@
+//! Deadlock detection and the SIGQUIT dump, each in a child process of its
+//! own (detection needs a process with no foreign threads, which the test
+//! harness would be). `harness = false`: `main` is the parent, and the
+//! child it re-executes runs one scenario on its main thread.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use corun_runtime::{Builder, Runtime, WaitReason, park, run, sleep, spawn, unparker};
+
+const CHILD: &str = "CORUN_DEADLOCK_CHILD";
+
+fn main() {
+    if let Ok(which) = std::env::var(CHILD) {
+        child(&which);
+        return;
+    }
+    let tests: [(&str, fn()); 6] = [
+        ("all_asleep_is_reported_with_a_dump", all_asleep_is_reported),
+        ("sleepers_are_not_a_deadlock", sleepers_are_not_a_deadlock),
+        ("a_foreign_thread_may_still_wake", foreign_thread_may_wake),
+        ("detection_can_be_turned_off", detection_can_be_turned_off),
+        (
+            "finished_programs_exit_normally",
+            finished_programs_exit_normally,
+        ),
+        (
+            "sigquit_prints_every_coroutine",
+            sigquit_prints_every_coroutine,
+        ),
+    ];
+    for (name, test) in tests {
+        print!("test {name} ... ");
+        test();
+        println!("ok");
+    }
+}
+
+fn child(which: &str) {
+    match which {
+        "deadlock" => {
+            run(|| {
+                let h = Builder::new()
+                    .name("stuck")
+                    .spawn(|| {
+                        loop {
+                            park(WaitReason::ChanReceive);
+                        }
+                    })
+                    .unwrap();
+                h.join().unwrap();
+            });
+            println!("unreachable: joined a coroutine that never ends");
+        }
+        "sleepers" => {
+            run(|| {
+                let hs: Vec<_> = (0..10)
+                    .map(|_| spawn(|| sleep(Duration::from_millis(400))))
+                    .collect();
+                for h in hs {
+                    h.join().unwrap();
+                }
+            });
+            println!("done");
+        }
+        "foreign" => {
+            run(|| {
+                let me = unparker();
+                let woke = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+                let flag = woke.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(Duration::from_millis(500));
+                    flag.store(true, std::sync::atomic::Ordering::SeqCst);
+                    me.unpark();
+                });
+                while !woke.load(std::sync::atomic::Ordering::SeqCst) {
+                    park(WaitReason::ChanReceive);
+                }
+            });
+            println!("done");
+        }
+        "off" => {
+            let rt = Runtime::builder()
+                .deadlock_detection(false)
+                .build()
+                .unwrap();
+            rt.block_on(|| {
+                loop {
+                    park(WaitReason::ChanReceive);
+                }
+            });
+        }
+        "finished" => {
+            let n = run(|| {
+                (0..100)
+                    .map(|i| spawn(move || i))
+                    .map(|h| h.join().unwrap())
+                    .sum::<i32>()
+            });
+            println!("sum {n}");
+        }
+        "sigquit" => {
+            run(|| {
+                let _parked = Builder::new()
+                    .name("waiting-for-godot")
+                    .spawn(|| {
+                        loop {
+                            park(WaitReason::ChanReceive);
+                        }
+                    })
+                    .unwrap();
+                sleep(Duration::from_millis(50));
+                // SAFETY: sending a signal to our own process.
+                unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
+                sleep(Duration::from_secs(30));
+            });
+            println!("unreachable: SIGQUIT did not end the process");
+        }
+        other => panic!("unknown child {other}"),
+    }
+}
+
+fn spawn_child(which: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    cmd.env(CHILD, which)
+        .env_remove("CORUN_DEADLOCK_DETECTION")
+        .env_remove("CORUN_TRACEBACK")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+/// Runs a child to completion, killing it if it outlives `limit`.
+fn run_child(which: &str, env: &[(&str, &str)], limit: Duration) -> (Output, bool) {
+    let mut c = spawn_child(which, env);
+    let start = Instant::now();
+    let mut killed = false;
+    while c.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            c.kill().unwrap();
+            killed = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (c.wait_with_output().unwrap(), killed)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn all_asleep_is_reported() {
+    let (out, killed) = run_child("deadlock", &[], Duration::from_secs(30));
+    let err = text(&out.stderr);
+    assert!(!killed, "deadlock not detected; stderr: {err}");
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(
+        err.contains("fatal error: all coroutines are asleep - deadlock!"),
+        "{err}"
+    );
+    assert!(err.contains("\"stuck\" [chan receive]"), "{err}");
+    assert!(err.contains("\"main\" [join]"), "{err}");
+    assert!(!text(&out.stdout).contains("unreachable"));
+}
+
+fn sleepers_are_not_a_deadlock() {
+    let (out, killed) = run_child("sleepers", &[], Duration::from_secs(30));
+    assert!(!killed);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("done"));
+}
+
+fn foreign_thread_may_wake() {
+    let (out, killed) = run_child("foreign", &[], Duration::from_secs(30));
+    assert!(!killed);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("done"));
+}
+
+fn detection_can_be_turned_off() {
+    // Detection takes ~100-200 ms; a second and a half of silence shows it
+    // is off. The child is then killed.
+    let (out, killed) = run_child("off", &[], Duration::from_millis(1500));
+    assert!(
+        killed,
+        "child exited: {:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+    assert!(!text(&out.stderr).contains("deadlock"));
+    let (out, killed) = run_child(
+        "deadlock",
+        &[("CORUN_DEADLOCK_DETECTION", "0")],
+        Duration::from_millis(1500),
+    );
+    assert!(
+        killed,
+        "child exited: {:?} {}",
+        out.status,
+        text(&out.stderr)
+    );
+}
+
+fn finished_programs_exit_normally() {
+    let (out, killed) = run_child("finished", &[], Duration::from_secs(30));
+    assert!(!killed);
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("sum 4950"));
+}
+
+fn sigquit_prints_every_coroutine() {
+    let (out, killed) = run_child(
+        "sigquit",
+        &[("CORUN_TRACEBACK", "1")],
+        Duration::from_secs(20),
+    );
+    let err = text(&out.stderr);
+    assert!(!killed, "SIGQUIT did not end the child; stderr: {err}");
+    assert_eq!(out.status.code(), Some(2), "stderr: {err}");
+    assert!(err.starts_with("SIGQUIT: quit"), "{err}");
+    assert!(
+        err.contains("\"waiting-for-godot\" [chan receive]"),
+        "{err}"
+    );
+    assert!(err.contains("\"main\" [sleep]"), "{err}");
+}
