@@ -19,8 +19,9 @@ pub use corun_runtime::{
 /// Introspection and low-level runtime hooks (`corun-runtime`).
 pub mod runtime {
     pub use corun_runtime::{
-        CoroutineInfo, Driver, State, Stats, Timer, Unparker, WaitReason, coroutines, dump, global,
-        install_driver, park, park_deadline, stats, unparker,
+        CoroutineGroup, CoroutineInfo, CoroutineProfile, Driver, State, Stats, Timer, Unparker,
+        WaitReason, coroutine_profile, coroutines, dump, global, install_driver, metrics_text,
+        park, park_deadline, stats, unparker,
     };
 }
 

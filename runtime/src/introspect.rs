@@ -106,7 +106,7 @@ fn shard_hint() -> usize {
 }
 
 /// A coroutine's scheduling state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
     /// Running on a worker.
     Running,
@@ -275,6 +275,10 @@ pub struct Stats {
     pub stacks_pooled: usize,
     /// Address space reserved for stacks (all runtimes).
     pub stack_bytes_reserved: usize,
+    /// Times a worker polled the network driver.
+    pub netpoll_polls: u64,
+    /// Coroutines (or threads) the network driver woke.
+    pub netpoll_woken: u64,
 }
 
 /// A snapshot of the current runtime's counters. Scans the registry, so it
@@ -315,5 +319,7 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
     s.stacks_in_use = st.in_use;
     s.stacks_pooled = st.pooled;
     s.stack_bytes_reserved = st.reserved_bytes;
+    s.netpoll_polls = shared.netpoll_polls.load(Ordering::Relaxed);
+    s.netpoll_woken = shared.netpoll_woken.load(Ordering::Relaxed);
     s
 }

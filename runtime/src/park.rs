@@ -20,7 +20,7 @@ use crate::task::{Header, TaskRef};
 use crate::{sched, tls};
 
 /// Why a coroutine waits; shown by `runtime::coroutines()` and `dump()`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 #[repr(u8)]
 pub enum WaitReason {

@@ -232,6 +232,10 @@ pub(crate) struct Shared {
     pub(crate) detect_deadlock: bool,
     /// Threads outside the runtime waiting in `block_on`.
     pub(crate) outside_waiters: AtomicUsize,
+    /// Times an M polled the network driver (blocking or not).
+    pub(crate) netpoll_polls: AtomicU64,
+    /// Coroutines and threads the driver woke.
+    pub(crate) netpoll_woken: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -276,6 +280,8 @@ impl Shared {
             name,
             detect_deadlock,
             outside_waiters: AtomicUsize::new(0),
+            netpoll_polls: AtomicU64::new(0),
+            netpoll_woken: AtomicU64::new(0),
         }
     }
 
@@ -1022,11 +1028,27 @@ impl M {
         let woken = &mut self.woken;
         driver.poll(timeout, &mut |u| woken.push(u));
         self.shared.poller_held.store(false, Ordering::Release);
+        self.count_poll();
         let any = !self.woken.is_empty();
         for u in self.woken.drain(..) {
             u.unpark();
         }
         any
+    }
+
+    /// Counts one driver poll and what it woke (only with a network driver:
+    /// the built-in sleeper is not a poller).
+    fn count_poll(&self) {
+        if driver::installed().is_some() {
+            // Polls end after the poller token is released: two Ms may
+            // count at once, so a real read-modify-write.
+            self.shared.netpoll_polls.fetch_add(1, Ordering::Relaxed);
+            if !self.woken.is_empty() {
+                self.shared
+                    .netpoll_woken
+                    .fetch_add(self.woken.len() as u64, Ordering::Relaxed);
+            }
+        }
     }
 
     /// No P: become the poller if nobody is, else sleep in the idle list.
@@ -1054,6 +1076,7 @@ impl M {
             shared.poller_blocked.store(false, Ordering::SeqCst);
             shared.poll_until.store(u64::MAX, Ordering::SeqCst);
             shared.poller_held.store(false, Ordering::Release);
+            self.count_poll();
             if let Some(p) = shared.pidleget() {
                 self.acquire(p);
                 // Someone must keep watching the timers now that we leave.
