@@ -45,6 +45,13 @@ pub mod chan {
 
 pub use corun_sync::{select, select_biased};
 
+/// Sockets that park coroutines (`corun-netpoll`): std::net's shapes,
+/// `Read`/`Write` for `T` and `&T`, timeouts as Go's deadlines, and
+/// [`net::PollFd`] for any other pollable descriptor.
+pub mod net {
+    pub use corun_netpoll::*;
+}
+
 /// Guarded, lazily committed, pooled coroutine stacks (`corun-stacks`).
 pub mod stacks {
     pub use corun_stacks::{

@@ -1,0 +1,181 @@
+//! Conversions every socket type shares: to and from the std type and raw
+//! descriptors, `AsFd`, `Debug`.
+
+/// Implements the descriptor conversions for `$t` wrapping `Io<$std>`.
+macro_rules! fd_conversions {
+    ($t:ident, $std:ty) => {
+        impl $t {
+            /// Wraps a std value, switching it to non-blocking mode at the
+            /// OS level (the wrapper still blocks, parking coroutines).
+            pub fn from_std(inner: $std) -> std::io::Result<$t> {
+                Ok($t {
+                    io: $crate::io::Io::new(inner)?,
+                })
+            }
+
+            /// The std value, back in blocking mode.
+            pub fn into_std(self) -> std::io::Result<$std> {
+                self.io.into_inner()
+            }
+        }
+
+        impl TryFrom<$std> for $t {
+            type Error = std::io::Error;
+            fn try_from(inner: $std) -> std::io::Result<$t> {
+                $t::from_std(inner)
+            }
+        }
+
+        impl std::os::fd::AsRawFd for $t {
+            fn as_raw_fd(&self) -> std::os::fd::RawFd {
+                self.io.get_ref().as_raw_fd()
+            }
+        }
+
+        impl std::os::fd::AsFd for $t {
+            fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+                self.io.get_ref().as_fd()
+            }
+        }
+
+        impl std::os::fd::IntoRawFd for $t {
+            /// Leaves the descriptor in blocking mode, as std's are.
+            fn into_raw_fd(self) -> std::os::fd::RawFd {
+                self.into_std()
+                    .expect("fcntl on an open descriptor")
+                    .into_raw_fd()
+            }
+        }
+
+        impl std::os::fd::FromRawFd for $t {
+            /// # Panics
+            /// If `fd` is not an open descriptor (fcntl fails).
+            unsafe fn from_raw_fd(fd: std::os::fd::RawFd) -> $t {
+                // SAFETY: the caller passes an open descriptor of this
+                // kind that it gives up.
+                let inner = unsafe { <$std>::from_raw_fd(fd) };
+                $t::from_std(inner).expect("fcntl on an open descriptor")
+            }
+        }
+
+        impl std::fmt::Debug for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                self.io.get_ref().fmt(f)
+            }
+        }
+    };
+}
+
+/// Implements the timeout, non-blocking and `take_error` methods.
+macro_rules! common_socket_methods {
+    () => {
+        /// Sets the read timeout: a read waiting longer fails with
+        /// `ErrorKind::TimedOut`. `None` waits forever; a zero duration is
+        /// an `InvalidInput` error, as in std.
+        pub fn set_read_timeout(&self, dur: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.io.set_timeout($crate::io::Dir::Read, dur)
+        }
+
+        /// Sets the write timeout (see [`set_read_timeout`](Self::set_read_timeout)).
+        pub fn set_write_timeout(&self, dur: Option<std::time::Duration>) -> std::io::Result<()> {
+            self.io.set_timeout($crate::io::Dir::Write, dur)
+        }
+
+        /// The read timeout.
+        pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.io.timeout($crate::io::Dir::Read))
+        }
+
+        /// The write timeout.
+        pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
+            Ok(self.io.timeout($crate::io::Dir::Write))
+        }
+
+        /// In non-blocking mode operations that would wait return
+        /// `ErrorKind::WouldBlock` instead, as with std.
+        pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
+            self.io.set_nonblocking(nonblocking);
+            Ok(())
+        }
+
+        /// Takes the pending socket error (`SO_ERROR`).
+        pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
+            self.io.get_ref().take_error()
+        }
+    };
+}
+
+/// `Read` and `Write` for `$t` and `&$t` through `Io`.
+macro_rules! read_write {
+    ($t:ident) => {
+        impl std::io::Read for &$t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                self.io.io(
+                    $crate::io::Dir::Read,
+                    corun_runtime::WaitReason::IoRead,
+                    |mut s| std::io::Read::read(&mut s, buf),
+                )
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                self.io.io(
+                    $crate::io::Dir::Read,
+                    corun_runtime::WaitReason::IoRead,
+                    |mut s| std::io::Read::read_vectored(&mut s, bufs),
+                )
+            }
+        }
+
+        impl std::io::Write for &$t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.io.io(
+                    $crate::io::Dir::Write,
+                    corun_runtime::WaitReason::IoWrite,
+                    |mut s| std::io::Write::write(&mut s, buf),
+                )
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                self.io.io(
+                    $crate::io::Dir::Write,
+                    corun_runtime::WaitReason::IoWrite,
+                    |mut s| std::io::Write::write_vectored(&mut s, bufs),
+                )
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+
+        impl std::io::Read for $t {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                (&*self).read(buf)
+            }
+
+            fn read_vectored(
+                &mut self,
+                bufs: &mut [std::io::IoSliceMut<'_>],
+            ) -> std::io::Result<usize> {
+                (&*self).read_vectored(bufs)
+            }
+        }
+
+        impl std::io::Write for $t {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                (&*self).write(buf)
+            }
+
+            fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+                (&*self).write_vectored(bufs)
+            }
+
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+    };
+}

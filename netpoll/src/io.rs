@@ -1,0 +1,250 @@
+//! The blocking-style I/O core shared by every socket type and `PollFd`.
+//!
+//! Descriptors are always in non-blocking mode at the OS level. An
+//! operation is first tried directly; only on `WouldBlock` does it wait:
+//!
+//! - in a coroutine, by parking on the poller ([`Direction::wait`]), the
+//!   descriptor being registered on its first wait;
+//! - on a plain thread, in `poll(2)` on that one descriptor, so a program
+//!   without any runtime behaves exactly like std.
+//!
+//! Timeouts are std's: per operation, `None` waits forever; expiry is
+//! `ErrorKind::TimedOut` (std reports `WouldBlock` on Unix; Go's deadline
+//! error is a timeout, and that is what this is). A user who asked for
+//! non-blocking mode gets `WouldBlock` back at once, as with std.
+
+use std::io;
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use corun_runtime::{WaitReason, is_coroutine, yield_point};
+
+use crate::driver::Source;
+
+/// Which way an operation goes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Read,
+    Write,
+}
+
+/// A non-blocking descriptor with coroutine-aware waiting.
+pub(crate) struct Io<S: AsRawFd> {
+    inner: S,
+    source: OnceLock<Arc<Source>>,
+    /// Per-operation timeouts in nanoseconds, 0 for none.
+    read_timeout: AtomicU64,
+    write_timeout: AtomicU64,
+    /// The user asked for non-blocking mode.
+    nonblocking: AtomicBool,
+}
+
+impl<S: AsRawFd> Io<S> {
+    /// Wraps `inner`, switching its descriptor to non-blocking mode.
+    pub(crate) fn new(inner: S) -> io::Result<Io<S>> {
+        set_nonblocking(inner.as_raw_fd(), true)?;
+        Ok(Io {
+            inner,
+            source: OnceLock::new(),
+            read_timeout: AtomicU64::new(0),
+            write_timeout: AtomicU64::new(0),
+            nonblocking: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    pub(crate) fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Gives the descriptor back in blocking mode, deregistered.
+    pub(crate) fn into_inner(mut self) -> io::Result<S> {
+        if let Some(s) = self.source.take() {
+            s.deregister();
+        }
+        set_nonblocking(self.inner.as_raw_fd(), false)?;
+        // `Io` has a Drop impl; move the value out without running it.
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: `this` is never used or dropped again; every other field
+        // owns nothing that needs dropping once the source is taken.
+        Ok(unsafe { std::ptr::read(&this.inner) })
+    }
+
+    pub(crate) fn set_timeout(&self, dir: Dir, t: Option<Duration>) -> io::Result<()> {
+        let nanos = match t {
+            Some(d) if d.is_zero() => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "cannot set a 0 duration timeout",
+                ));
+            }
+            Some(d) => u64::try_from(d.as_nanos()).unwrap_or(u64::MAX),
+            None => 0,
+        };
+        self.timeout_cell(dir).store(nanos, Ordering::Relaxed);
+        Ok(())
+    }
+
+    pub(crate) fn timeout(&self, dir: Dir) -> Option<Duration> {
+        match self.timeout_cell(dir).load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(Duration::from_nanos(n)),
+        }
+    }
+
+    fn timeout_cell(&self, dir: Dir) -> &AtomicU64 {
+        match dir {
+            Dir::Read => &self.read_timeout,
+            Dir::Write => &self.write_timeout,
+        }
+    }
+
+    pub(crate) fn set_nonblocking(&self, on: bool) {
+        self.nonblocking.store(on, Ordering::Relaxed);
+    }
+
+    /// Runs `op` until it does not return `WouldBlock`, waiting for
+    /// readiness in `dir` between tries, within the direction's timeout.
+    pub(crate) fn io<R>(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
+        self.io_until(dir, reason, deadline, op)
+    }
+
+    /// As [`Io::io`] with an explicit deadline.
+    pub(crate) fn io_until<R>(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        deadline: Option<Instant>,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        yield_point();
+        loop {
+            match op(&self.inner) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.wait(dir, reason, deadline)?;
+        }
+    }
+
+    /// Waits until the descriptor may be ready in `dir` (or `deadline`).
+    pub(crate) fn wait(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        deadline: Option<Instant>,
+    ) -> io::Result<()> {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(timed_out());
+        }
+        if !is_coroutine() {
+            return poll_one(self.inner.as_raw_fd(), dir, deadline);
+        }
+        let source = match self.source.get() {
+            Some(s) => s,
+            None => {
+                let s = Source::register(self.inner.as_raw_fd())?;
+                // Only this value registers its descriptor; a racing
+                // registration from another coroutine sharing `&self`
+                // loses and is undone.
+                match self.source.set(s.clone()) {
+                    Ok(()) => self.source.get().expect("just set"),
+                    Err(extra) => {
+                        extra.deregister();
+                        self.source.get().expect("set by the winner")
+                    }
+                }
+            }
+        };
+        match dir {
+            Dir::Read => source.read.wait(deadline, reason),
+            Dir::Write => source.write.wait(deadline, reason),
+        }
+    }
+}
+
+impl<S: AsRawFd> Drop for Io<S> {
+    fn drop(&mut self) {
+        // Out of the poller before `inner` closes the descriptor.
+        if let Some(s) = self.source.take() {
+            s.deregister();
+        }
+    }
+}
+
+pub(crate) fn timed_out() -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, "operation timed out")
+}
+
+/// Sets or clears `O_NONBLOCK`.
+pub(crate) fn set_nonblocking(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor the caller owns; no memory is passed.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFL) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let new = if on {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
+    // SAFETY: as above.
+    if new != flags && unsafe { libc::fcntl(fd, libc::F_SETFL, new) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Blocks the calling thread in `poll(2)` until `fd` is ready in `dir`.
+fn poll_one(fd: RawFd, dir: Dir, deadline: Option<Instant>) -> io::Result<()> {
+    let events = match dir {
+        Dir::Read => libc::POLLIN,
+        Dir::Write => libc::POLLOUT,
+    };
+    loop {
+        let ms = match deadline {
+            None => -1,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(timed_out());
+                }
+                // Round up so we never wake before the deadline.
+                i32::try_from(left.as_nanos().div_ceil(1_000_000)).unwrap_or(i32::MAX)
+            }
+        };
+        let mut p = libc::pollfd {
+            fd,
+            events,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd on the stack.
+        let n = unsafe { libc::poll(&mut p, 1, ms) };
+        if n > 0 {
+            return Ok(());
+        }
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
