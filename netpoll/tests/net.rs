@@ -1,0 +1,415 @@
+//! Sockets under load and misbehaving peers, in coroutines and on plain
+//! threads. Loopback only; every wait is bounded.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::{Shutdown, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use corun_netpoll::{
+    PollFd, TcpListener, TcpStream, UdpSocket, UnixDatagram, UnixListener, UnixStream,
+};
+use corun_runtime::{Runtime, go, spawn};
+
+fn rt() -> &'static Runtime {
+    static RT: std::sync::OnceLock<Runtime> = std::sync::OnceLock::new();
+    RT.get_or_init(|| Runtime::builder().workers(2).build().unwrap())
+}
+
+/// An echo server on its own coroutine; returns its address.
+fn echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt().spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => {
+                            if conn.write_all(&buf[..n]).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn message(conn: u32, seq: u32) -> [u8; 64] {
+    let mut m = [0u8; 64];
+    for (i, b) in m.iter_mut().enumerate() {
+        *b = (conn.wrapping_mul(31) ^ seq.wrapping_mul(7) ^ i as u32) as u8;
+    }
+    m[..4].copy_from_slice(&conn.to_le_bytes());
+    m[4..8].copy_from_slice(&seq.to_le_bytes());
+    m
+}
+
+/// Sends `msgs` messages on one connection and checks every echo.
+fn talk(addr: SocketAddr, conn: u32, msgs: u32) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_nodelay(true).unwrap();
+    let mut back = [0u8; 64];
+    for seq in 0..msgs {
+        let m = message(conn, seq);
+        s.write_all(&m).unwrap();
+        s.read_exact(&mut back).unwrap();
+        assert_eq!(back, m, "connection {conn} message {seq}");
+    }
+}
+
+#[test]
+fn thousand_connections_thousand_messages_each() {
+    let addr = echo_server();
+    rt().block_on(move || {
+        let hs: Vec<_> = (0..1000)
+            .map(|c| spawn(move || talk(addr, c, 1000)))
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+}
+
+#[test]
+fn plain_threads_use_the_same_types() {
+    let addr = echo_server();
+    let hs: Vec<_> = (0..8)
+        .map(|c| std::thread::spawn(move || talk(addr, c, 500)))
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    // Timeouts on a thread, too.
+    let idle = TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = TcpStream::connect(idle.local_addr().unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    let start = Instant::now();
+    let err = (&s).read(&mut [0; 8]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::TimedOut);
+    assert!(start.elapsed() >= Duration::from_millis(50));
+}
+
+#[test]
+fn half_close_is_seen_as_end_of_stream() {
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = go!(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).unwrap(); // until the client's FIN
+            s.write_all(&all).unwrap();
+            s.write_all(b"|done").unwrap();
+        });
+        let mut c = TcpStream::connect(addr).unwrap();
+        c.write_all(b"half-closed").unwrap();
+        c.shutdown(Shutdown::Write).unwrap();
+        let mut got = String::new();
+        c.read_to_string(&mut got).unwrap();
+        assert_eq!(got, "half-closed|done");
+        server.join().unwrap();
+    });
+}
+
+#[test]
+fn peer_reset_mid_write_costs_only_its_connection() {
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = go!(move || {
+            let mut results = Vec::new();
+            for _ in 0..2 {
+                let (mut s, _) = listener.accept().unwrap();
+                let chunk = vec![7u8; 1 << 16];
+                let mut sent = 0usize;
+                let r = loop {
+                    match s.write(&chunk) {
+                        Ok(n) => sent += n,
+                        Err(e) => break Err(e),
+                    }
+                    if sent > 64 << 20 {
+                        break Ok(sent);
+                    }
+                };
+                results.push(r.map_err(|e| e.kind()));
+            }
+            results
+        });
+        // The first peer reads a little, then resets (SO_LINGER 0 + close).
+        let mut c = TcpStream::connect(addr).unwrap();
+        let mut buf = [0u8; 1024];
+        c.read_exact(&mut buf).unwrap();
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&c);
+        let linger = libc::linger {
+            l_onoff: 1,
+            l_linger: 0,
+        };
+        // SAFETY: setsockopt with a valid linger struct on an open socket.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_LINGER,
+                (&raw const linger).cast(),
+                std::mem::size_of::<libc::linger>() as libc::socklen_t,
+            )
+        };
+        assert_eq!(rc, 0);
+        drop(c);
+        // The second peer drains everything.
+        let reader = go!(move || {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let mut n = 0usize;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                match c.read(&mut buf) {
+                    Ok(0) | Err(_) => return n,
+                    Ok(k) => n += k,
+                }
+            }
+        });
+        let results = server.join().unwrap();
+        assert!(
+            matches!(
+                results[0],
+                Err(ErrorKind::ConnectionReset | ErrorKind::BrokenPipe)
+            ),
+            "{results:?}"
+        );
+        assert!(results[1].is_ok(), "{results:?}");
+        assert!(reader.join().unwrap() > 64 << 20);
+    });
+}
+
+#[test]
+fn silent_peer_meets_the_read_timeout() {
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _silent = TcpStream::connect(addr).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        assert_eq!(s.read_timeout().unwrap(), Some(Duration::from_millis(100)));
+        let start = Instant::now();
+        let err = (&s).read(&mut [0; 16]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+        assert!(start.elapsed() >= Duration::from_millis(100), "woke early");
+        assert!(s.set_read_timeout(Some(Duration::ZERO)).is_err());
+    });
+}
+
+#[test]
+fn write_timeout_ends_a_blocked_write() {
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _never_reads = TcpStream::connect(addr).unwrap();
+        let (s, _) = listener.accept().unwrap();
+        s.set_write_timeout(Some(Duration::from_millis(100)))
+            .unwrap();
+        let chunk = vec![1u8; 1 << 16];
+        let start = Instant::now();
+        let err = loop {
+            if let Err(e) = (&s).write(&chunk) {
+                break e;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "buffers never filled"
+            );
+        };
+        assert_eq!(err.kind(), ErrorKind::TimedOut);
+    });
+}
+
+#[test]
+fn connect_to_a_closed_port_is_refused() {
+    let addr = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
+    let in_coroutine = rt().block_on(move || TcpStream::connect(addr).map(|_| ()));
+    assert_eq!(
+        in_coroutine.unwrap_err().kind(),
+        ErrorKind::ConnectionRefused
+    );
+    let on_thread = TcpStream::connect(addr).map(|_| ());
+    assert_eq!(on_thread.unwrap_err().kind(), ErrorKind::ConnectionRefused);
+    let timed = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map(|_| ());
+    assert_eq!(timed.unwrap_err().kind(), ErrorKind::ConnectionRefused);
+}
+
+#[test]
+fn accept_keeps_up_with_a_storm_of_connects() {
+    const CONNECTS: usize = 5000;
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let acceptor = go!(move || {
+            let mut n = 0;
+            while n < CONNECTS {
+                let (s, _) = listener.accept().unwrap();
+                drop(s);
+                n += 1;
+            }
+            n
+        });
+        let done = Arc::new(AtomicUsize::new(0));
+        let connectors: Vec<_> = (0..50)
+            .map(|_| {
+                let done = done.clone();
+                go!(move || {
+                    for _ in 0..CONNECTS / 50 {
+                        drop(TcpStream::connect(addr).unwrap());
+                        done.fetch_add(1, Ordering::Relaxed);
+                    }
+                })
+            })
+            .collect();
+        for c in connectors {
+            c.join().unwrap();
+        }
+        assert_eq!(acceptor.join().unwrap(), CONNECTS);
+        assert_eq!(done.load(Ordering::Relaxed), CONNECTS);
+    });
+}
+
+#[test]
+fn one_coroutine_reads_while_another_writes() {
+    rt().block_on(|| {
+        let addr = echo_server();
+        let s = Arc::new(TcpStream::connect(addr).unwrap());
+        let total = 4 << 20;
+        let writer = {
+            let s = s.clone();
+            go!(move || {
+                let chunk = vec![9u8; 8192];
+                let mut sent = 0;
+                while sent < total {
+                    (&*s).write_all(&chunk).unwrap();
+                    sent += chunk.len();
+                }
+            })
+        };
+        let reader = {
+            let s = s.clone();
+            go!(move || {
+                let mut got = 0;
+                let mut buf = vec![0u8; 8192];
+                while got < total {
+                    let n = (&*s).read(&mut buf).unwrap();
+                    assert!(n > 0 && buf[..n].iter().all(|&b| b == 9));
+                    got += n;
+                }
+            })
+        };
+        writer.join().unwrap();
+        reader.join().unwrap();
+        let clone = s.try_clone().unwrap();
+        assert_eq!(clone.peer_addr().unwrap(), addr);
+    });
+}
+
+#[test]
+fn udp_round_trips() {
+    for in_coroutine in [true, false] {
+        let body = || {
+            let a = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b = UdpSocket::bind("127.0.0.1:0").unwrap();
+            let b_addr = b.local_addr().unwrap();
+            let echo = std::thread::spawn(move || {
+                let mut buf = [0u8; 64];
+                for _ in 0..100 {
+                    let (n, from) = b.recv_from(&mut buf).unwrap();
+                    b.send_to(&buf[..n], from).unwrap();
+                }
+            });
+            a.connect(b_addr).unwrap();
+            a.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            for i in 0..100u32 {
+                a.send(&i.to_le_bytes()).unwrap();
+                let mut buf = [0u8; 4];
+                assert_eq!(a.recv(&mut buf).unwrap(), 4);
+                assert_eq!(u32::from_le_bytes(buf), i);
+            }
+            echo.join().unwrap();
+        };
+        if in_coroutine {
+            rt().block_on(body);
+        } else {
+            body();
+        }
+    }
+}
+
+#[test]
+fn unix_sockets() {
+    rt().block_on(|| {
+        let path = std::env::temp_dir().join(format!("corun-net-test-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let server = go!(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 5];
+            s.read_exact(&mut buf).unwrap();
+            s.write_all(&buf).unwrap();
+        });
+        let mut c = UnixStream::connect(&path).unwrap();
+        c.write_all(b"unix!").unwrap();
+        let mut back = [0u8; 5];
+        c.read_exact(&mut back).unwrap();
+        assert_eq!(&back, b"unix!");
+        server.join().unwrap();
+        std::fs::remove_file(&path).unwrap();
+
+        let (a, b) = UnixDatagram::pair().unwrap();
+        let h = go!(move || {
+            let mut buf = [0u8; 16];
+            let n = b.recv(&mut buf).unwrap();
+            buf[..n].to_vec()
+        });
+        corun_runtime::sleep(Duration::from_millis(5));
+        a.send(b"datagram").unwrap();
+        assert_eq!(h.join().unwrap(), b"datagram");
+    });
+}
+
+#[test]
+fn pollfd_parks_on_a_pipe_with_its_wait_reason() {
+    rt().block_on(|| {
+        let (r, w) = std::io::pipe().unwrap();
+        let mut r = PollFd::new(r).unwrap();
+        let reader = corun_runtime::Builder::new()
+            .name("pipe-reader")
+            .spawn(move || {
+                let mut buf = [0u8; 3];
+                r.read_exact(&mut buf).unwrap();
+                buf
+            })
+            .unwrap();
+        let start = Instant::now();
+        loop {
+            let parked = corun_runtime::coroutines().into_iter().any(|c| {
+                c.name.as_deref() == Some("pipe-reader")
+                    && c.wait_reason == corun_runtime::WaitReason::IoRead
+            });
+            if parked {
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(10));
+            corun_runtime::sleep(Duration::from_millis(1));
+        }
+        let mut w = PollFd::new(w).unwrap();
+        w.write_all(b"abc").unwrap();
+        assert_eq!(&reader.join().unwrap(), b"abc");
+    });
+}
