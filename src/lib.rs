@@ -59,3 +59,8 @@ pub mod stacks {
         remaining_stack, resident_bytes, stats, trim, validate_size,
     };
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
