@@ -39,6 +39,7 @@ mod sysmon;
 mod task;
 mod timer;
 mod tls;
+mod trace;
 mod traceback;
 
 use std::io;
@@ -54,6 +55,7 @@ pub use park::{Unparker, WaitReason, park, park_deadline, unparker};
 pub use runtime::{DEFAULT_MAX_THREADS, MAX_WORKERS, Runtime, RuntimeBuilder, global, run};
 pub use task::JoinHandle;
 pub use timer::Timer;
+pub use trace::{trace_start, trace_stop, trace_stop_to};
 
 use sched::Shared;
 use task::{TaskInit, TaskRef};
@@ -163,6 +165,7 @@ impl Builder {
             home,
         };
         let (task, handle) = TaskRef::new(init, f);
+        trace::event(trace::Kind::Spawn, task.header().id, 0);
         shared.registry.insert(&task);
         if task.header().pinned {
             let header_ptr = task.as_ptr();

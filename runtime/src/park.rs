@@ -257,6 +257,7 @@ fn park_task(header: &Header, reason: WaitReason) {
         return;
     }
     header.set_wait_reason(reason);
+    crate::trace::event(crate::trace::Kind::Park, header.id, reason as u32);
     header.since.store(
         header.shared.coarse_now(),
         std::sync::atomic::Ordering::Relaxed,

@@ -112,6 +112,7 @@ impl RuntimeBuilder {
             && std::env::var("CORUN_DEADLOCK_DETECTION").map_or(true, |v| v.trim() != "0");
         install_panic_hook();
         crate::traceback::install();
+        crate::trace::start_from_env();
         corun_stacks::install_overflow_handler();
         // Leaked on purpose: tasks and unparkers hold `&'static Shared`, and
         // may outlive the `Runtime` value (see `Drop`).

@@ -70,6 +70,7 @@ use crate::park::Unparker;
 use crate::task::{Header, TaskRef};
 use crate::timer::{Due, Timers};
 use crate::tls::{self, NO_P};
+use crate::trace;
 
 /// Words a fiber passes to the scheduler when it switches away.
 pub(crate) const SUSPEND_PARK: usize = 1;
@@ -549,6 +550,7 @@ impl Shared {
         {
             return false;
         }
+        trace::event(trace::Kind::Handoff, 0, p as u32);
         self.handoff(p);
         true
     }
@@ -678,6 +680,7 @@ fn with_own_p<R>(shared: &Shared, f: impl FnOnce(&P) -> R) -> Option<R> {
 /// Queues a task that `notify` just made SCHEDULED.
 pub(crate) fn enqueue_woken(task: TaskRef) {
     let header = task.header();
+    trace::event(trace::Kind::Wake, header.id, 0);
     if let Some(home) = header.home.clone() {
         home.wake(task);
         return;
@@ -693,6 +696,21 @@ pub(crate) fn enqueue_woken(task: TaskRef) {
     });
     if queued.is_none() {
         shared.inject(task.take().expect("not queued"));
+    }
+}
+
+/// Traces the end of a run slice (and the finish).
+#[cold]
+fn trace_stop(id: u64, resumed: &Resumed) {
+    let why = match resumed {
+        Resumed::Finished => trace::STOP_FINISH,
+        Resumed::Suspended(SUSPEND_PARK) => trace::STOP_PARK,
+        Resumed::Suspended(SUSPEND_YIELD) => trace::STOP_YIELD,
+        Resumed::Suspended(_) => trace::STOP_PREEMPT,
+    };
+    trace::event(trace::Kind::Stop, id, why);
+    if why == trace::STOP_FINISH {
+        trace::event(trace::Kind::Finish, id, 0);
     }
 }
 
@@ -993,6 +1011,7 @@ impl M {
                     {
                         Steal::Success(t) => {
                             bump(&p.steals);
+                            trace::event(trace::Kind::Steal, t.header().id, victim.idx as u32);
                             return Some(t);
                         }
                         Steal::Retry => continue,
@@ -1006,6 +1025,7 @@ impl M {
                     && let Some(t) = victim.take_runnext()
                 {
                     p.steals.fetch_add(1, Ordering::Relaxed);
+                    trace::event(trace::Kind::Steal, t.header().id, victim.idx as u32);
                     return Some(t);
                 }
             }
@@ -1026,7 +1046,9 @@ impl M {
             return false;
         }
         let woken = &mut self.woken;
+        trace::event(trace::Kind::PollBegin, 0, 1);
         driver.poll(timeout, &mut |u| woken.push(u));
+        trace::event(trace::Kind::PollEnd, 0, self.woken.len() as u32);
         self.shared.poller_held.store(false, Ordering::Release);
         self.count_poll();
         let any = !self.woken.is_empty();
@@ -1072,7 +1094,13 @@ impl M {
                 Some(Duration::from_nanos(until.saturating_sub(shared.nanos())))
             };
             let woken = &mut self.woken;
+            trace::event(
+                trace::Kind::PollBegin,
+                0,
+                driver::installed().is_some().into(),
+            );
             shared.driver().poll(timeout, &mut |u| woken.push(u));
+            trace::event(trace::Kind::PollEnd, 0, self.woken.len() as u32);
             shared.poller_blocked.store(false, Ordering::SeqCst);
             shared.poll_until.store(u64::MAX, Ordering::SeqCst);
             shared.poller_held.store(false, Ordering::Release);
@@ -1130,8 +1158,12 @@ impl M {
             };
             tls::set_task(header, true);
             pp.status.store(user, Ordering::Release);
+            trace::event(trace::Kind::Run, header.id, 0);
             let resumed = fiber.resume();
             tls::set_task(std::ptr::null(), false);
+            if trace::ON.load(Ordering::Relaxed) {
+                trace_stop(header.id, &resumed);
+            }
             let kept = pp
                 .status
                 .compare_exchange(user, sched, Ordering::AcqRel, Ordering::Relaxed)

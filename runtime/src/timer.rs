@@ -65,6 +65,7 @@ impl Due {
         match self {
             Due::Wake(task, park_seq) => {
                 if task.header().park_seq.load(Ordering::Relaxed) == park_seq {
+                    crate::trace::event(crate::trace::Kind::Timer, task.header().id, 0);
                     Unparker::from_task(task).unpark();
                 }
             }
