@@ -21,7 +21,7 @@ pub mod runtime {
     pub use corun_runtime::{
         CoroutineGroup, CoroutineInfo, CoroutineProfile, Driver, State, Stats, Timer, Unparker,
         WaitReason, coroutine_profile, coroutines, dump, global, install_driver, metrics_text,
-        park, park_deadline, stats, unparker,
+        park, park_deadline, stats, trace_start, trace_stop, trace_stop_to, unparker,
     };
 }
 

@@ -9,7 +9,11 @@ fn example(name: &str) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     let dir = exe.parent().unwrap().parent().unwrap().join("examples");
     let path = dir.join(name);
-    assert!(path.exists(), "{} not built", path.display());
+    assert!(
+        path.exists(),
+        "{} not built: `cargo test` builds the examples, `cargo test --test examples` alone does not",
+        path.display()
+    );
     path
 }
 
@@ -95,4 +99,70 @@ fn bad_arguments_get_a_usage_message() {
 fn stacks_demo_runs() {
     let out = stdout(&run("stacks", &["20000"]));
     assert!(out.contains("woke and joined all"), "{out}");
+}
+
+#[test]
+fn leak_example_finds_its_leak() {
+    let out = stdout(&run("leak", &[]));
+    assert!(
+        out.contains("leak suspect: 200 coroutines spawned at examples/leak.rs"),
+        "{out}"
+    );
+    assert!(out.contains("waiting on [chan receive]"), "{out}");
+}
+
+#[test]
+fn metrics_endpoint_serves_prometheus_text() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut server = Command::new(example("metrics_server"))
+        .args(["--addr", "127.0.0.1:0", "--secs", "30"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let addr = first
+        .trim()
+        .strip_prefix("serving metrics on http://")
+        .and_then(|s| s.strip_suffix("/metrics"))
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let scrape = |path: &str| {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut response = String::new();
+        s.read_to_string(&mut response).unwrap();
+        response
+    };
+    let response = scrape("/metrics");
+    let missing = scrape("/nothing");
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(
+        head.contains("Content-Type: text/plain; version=0.0.4"),
+        "{head}"
+    );
+    assert!(body.contains("# TYPE corun_coroutines gauge"), "{body}");
+    assert!(
+        body.contains("# TYPE corun_switches_total counter"),
+        "{body}"
+    );
+    // The workload (4 workers, a producer, the acceptor, the scrape itself)
+    // is visible, and every sample line is `name{labels} number`.
+    for line in body.lines().filter(|l| !l.starts_with('#')) {
+        let value = line.rsplit_once(' ').expect("sample").1;
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    let running_or_waiting: f64 = body
+        .lines()
+        .filter(|l| l.starts_with("corun_coroutines{"))
+        .map(|l| l.rsplit_once(' ').unwrap().1.parse::<f64>().unwrap())
+        .sum();
+    assert!(running_or_waiting >= 7.0, "{body}");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
