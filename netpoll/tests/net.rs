@@ -413,3 +413,42 @@ fn pollfd_parks_on_a_pipe_with_its_wait_reason() {
         assert_eq!(&reader.join().unwrap(), b"abc");
     });
 }
+
+#[test]
+fn io_waiters_are_not_starved_by_busy_processors() {
+    // One processor, kept busy by coroutines that yield to each other
+    // forever: the run queue is never empty, so only sysmon's stale-poll
+    // check can notice the socket.
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            rt.spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    corun_runtime::yield_now();
+                }
+            })
+        })
+        .collect();
+    let (a, b) = UnixStream::pair().unwrap();
+    let reader = rt.spawn(move || {
+        let mut buf = [0u8; 4];
+        (&a).read_exact(&mut buf).unwrap();
+        buf
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    (&b).write_all(b"ping").unwrap();
+    let start = Instant::now();
+    while !reader.is_finished() {
+        // sysmon polls after 10 ms without a poll; without it this took
+        // 17 s here (until a preemption happened to let a poller in).
+        assert!(start.elapsed() < Duration::from_secs(5), "reader starved");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(&reader.join().unwrap(), b"ping");
+    for s in spinners {
+        s.join().unwrap();
+    }
+}

@@ -237,6 +237,8 @@ pub(crate) struct Shared {
     pub(crate) netpoll_polls: AtomicU64,
     /// Coroutines and threads the driver woke.
     pub(crate) netpoll_woken: AtomicU64,
+    /// `nanos()` when the last poll ended.
+    last_poll: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -283,6 +285,7 @@ impl Shared {
             outside_waiters: AtomicUsize::new(0),
             netpoll_polls: AtomicU64::new(0),
             netpoll_woken: AtomicU64::new(0),
+            last_poll: AtomicU64::new(0),
         }
     }
 
@@ -553,6 +556,34 @@ impl Shared {
         trace::event(trace::Kind::Handoff, 0, p as u32);
         self.handoff(p);
         true
+    }
+
+    /// For sysmon, as Go's: if no M has polled the network for `stale`
+    /// nanoseconds (every P busy with a long queue), poll it without
+    /// blocking and queue what it woke, so I/O waiters are not starved.
+    pub(crate) fn poll_if_stale(&self, now: u64, stale: u64) -> bool {
+        let Some(driver) = driver::installed() else {
+            return false;
+        };
+        if !driver.has_waiters()
+            || now.saturating_sub(self.last_poll.load(Ordering::Relaxed)) < stale
+            || self.poller_held.load(Ordering::Relaxed)
+            || self.poller_held.swap(true, Ordering::Acquire)
+        {
+            return false;
+        }
+        let mut woken = Vec::new();
+        driver.poll(Some(Duration::ZERO), &mut |u| woken.push(u));
+        self.poller_held.store(false, Ordering::Release);
+        self.last_poll.store(self.nanos(), Ordering::Relaxed);
+        self.netpoll_polls.fetch_add(1, Ordering::Relaxed);
+        self.netpoll_woken
+            .fetch_add(woken.len() as u64, Ordering::Relaxed);
+        let any = !woken.is_empty();
+        for u in woken {
+            u.unpark();
+        }
+        any
     }
 
     /// For sysmon: idle Ps while work waits and nobody spins.
@@ -1061,6 +1092,9 @@ impl M {
     /// Counts one driver poll and what it woke (only with a network driver:
     /// the built-in sleeper is not a poller).
     fn count_poll(&self) {
+        self.shared
+            .last_poll
+            .store(self.shared.nanos(), Ordering::Relaxed);
         if driver::installed().is_some() {
             // Polls end after the poller token is released: two Ms may
             // count at once, so a real read-modify-write.

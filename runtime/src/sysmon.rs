@@ -11,6 +11,7 @@
 //! - takes the P from an M that has been inside `blocking()` for ~20 us,
 //!   so its queue keeps running on another M;
 //! - fires timers that are overdue because every M is busy;
+//! - polls the network when no M has for 10 ms (every P busy);
 //! - starts a spinning M when work waits and a P is idle;
 //! - returns stack memory to the OS after a quiet second;
 //! - notices when every coroutine sleeps for good (`deadlock.rs`).
@@ -24,6 +25,7 @@ const MIN_DELAY: Duration = Duration::from_micros(20);
 const MAX_DELAY: Duration = Duration::from_millis(10);
 const OVERDUE: u64 = 1_000_000;
 const TRIM_AFTER: u64 = 1_000_000_000;
+const NETPOLL_STALE: u64 = 10_000_000;
 
 pub(crate) fn start(shared: &'static Shared) {
     let t = std::thread::Builder::new()
@@ -82,6 +84,7 @@ fn run(shared: &'static Shared) {
         if earliest != u64::MAX && now > earliest.saturating_add(OVERDUE) {
             acted |= shared.fire_all_due(&mut due) > 0;
         }
+        acted |= shared.poll_if_stale(now, NETPOLL_STALE);
         shared.kick_if_work_waits();
         if !any_running {
             deadlock.check(shared, now);
