@@ -572,6 +572,10 @@ impl<T> Chan<T> {
                         // select arm's hand-off overfilled the buffer.
                         None => g.buf.push_back(msg),
                     }
+                    // A direct hand-off leaves our reserved slot free:
+                    // let a blocked sender have it, or it would wait while
+                    // receivers wait on an empty buffer.
+                    self.pump(&mut g, &mut wakes);
                     Ok(())
                 };
                 drop(g);
