@@ -67,6 +67,9 @@ fn rss_kib() -> usize {
         .unwrap()
 }
 
+/// What a producer sent, and what it got back unsent.
+type Produced = (Vec<u64>, Vec<u64>);
+
 /// Producers and consumers (coroutines and threads) on channels of every
 /// capacity, with every kind of send and receive, select, random early
 /// close and dropped receivers.
@@ -181,7 +184,7 @@ fn channel_torture() {
         }
     };
     let (coroutine_producers, coroutine_consumers) = (500u64, 500u64);
-    let mut producers: Vec<Box<dyn FnOnce() -> (Vec<u64>, Vec<u64>)>> = Vec::new();
+    let mut producers: Vec<Box<dyn FnOnce() -> Produced>> = Vec::new();
     for p in 0..coroutine_producers {
         let f = producer.clone();
         let h = rt.spawn(move || f(p));
