@@ -40,7 +40,7 @@ mod at;
 mod select_macro;
 mod core;
 mod err;
-mod lock;
+pub(crate) mod lock;
 mod select;
 mod tick;
 mod waiter;

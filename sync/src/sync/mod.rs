@@ -1,0 +1,37 @@
+//! Locks and coordination with `std::sync`'s shapes and Go's semantics.
+//!
+//! [`Mutex`], [`RwLock`], [`Condvar`], [`Barrier`], [`Once`], [`OnceLock`]
+//! have std's API (guards, [`LockResult`] and poisoning), so std code ports
+//! by changing the import; [`Semaphore`] and [`WaitGroup`] come from Go.
+//! Every wait parks the calling coroutine, leaving its OS thread to other
+//! coroutines (the wait reason, "mutex", "rwlock read", ..., shows in
+//! `corun::runtime::dump()`), and parks the thread when called outside
+//! coroutines, so threads and coroutines can share any of these.
+//!
+//! `docs/sync.md` explains the algorithms and their invariants.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use corun_sync::sync::Mutex;
+//!
+//! let total = Arc::new(Mutex::new(0u64));
+//! let hs: Vec<_> = (0..100u64)
+//!     .map(|i| {
+//!         let total = total.clone();
+//!         corun_runtime::go!(move || *total.lock().unwrap() += i)
+//!     })
+//!     .collect();
+//! hs.into_iter().for_each(|h| h.join().unwrap());
+//! assert_eq!(*total.lock().unwrap(), 4950);
+//! ```
+
+mod condvar;
+mod mutex;
+mod poison;
+mod semaphore;
+pub(crate) mod waitq;
+
+pub use self::condvar::{Condvar, WaitTimeoutResult};
+pub use self::mutex::{Mutex, MutexGuard};
+pub use self::semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
