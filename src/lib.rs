@@ -52,6 +52,26 @@ pub mod net {
     pub use corun_netpoll::*;
 }
 
+/// Locks and coordination (`corun-sync`): `std::sync`'s shapes, parking
+/// the coroutine instead of the thread; see [`corun_sync::sync`].
+///
+/// ```
+/// use std::sync::Arc;
+/// use corun::sync::{Mutex, WaitGroup};
+///
+/// let n = Arc::new(Mutex::new(0));
+/// let wg = WaitGroup::new();
+/// for _ in 0..10 {
+///     let n = n.clone();
+///     wg.go(move || *n.lock().unwrap() += 1);
+/// }
+/// wg.wait();
+/// assert_eq!(*n.lock().unwrap(), 10);
+/// ```
+pub mod sync {
+    pub use corun_sync::sync::*;
+}
+
 /// Guarded, lazily committed, pooled coroutine stacks (`corun-stacks`).
 pub mod stacks {
     pub use corun_stacks::{

@@ -12,16 +12,19 @@
 //!
 //! ```
 //! use std::sync::Arc;
-//! use corun_sync::sync::Mutex;
+//! use corun_sync::sync::{Mutex, WaitGroup};
 //!
 //! let total = Arc::new(Mutex::new(0u64));
-//! let hs: Vec<_> = (0..100u64)
-//!     .map(|i| {
-//!         let total = total.clone();
-//!         corun_runtime::go!(move || *total.lock().unwrap() += i)
-//!     })
-//!     .collect();
-//! hs.into_iter().for_each(|h| h.join().unwrap());
+//! let wg = WaitGroup::new();
+//! for i in 0..100 {
+//!     wg.add(1);
+//!     let (wg, total) = (wg.clone(), total.clone());
+//!     corun_runtime::go!(move || {
+//!         *total.lock().unwrap() += i;
+//!         wg.done();
+//!     });
+//! }
+//! wg.wait();
 //! assert_eq!(*total.lock().unwrap(), 4950);
 //! ```
 
@@ -29,9 +32,11 @@ mod condvar;
 mod mutex;
 mod poison;
 mod semaphore;
+mod waitgroup;
 pub(crate) mod waitq;
 
 pub use self::condvar::{Condvar, WaitTimeoutResult};
 pub use self::mutex::{Mutex, MutexGuard};
 pub use self::semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
+pub use self::waitgroup::WaitGroup;
 pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
