@@ -28,15 +28,21 @@
 //! assert_eq!(*total.lock().unwrap(), 4950);
 //! ```
 
+mod barrier;
 mod condvar;
 mod mutex;
+mod once;
 mod poison;
+mod rwlock;
 mod semaphore;
 mod waitgroup;
 pub(crate) mod waitq;
 
+pub use self::barrier::{Barrier, BarrierWaitResult};
 pub use self::condvar::{Condvar, WaitTimeoutResult};
 pub use self::mutex::{Mutex, MutexGuard};
+pub use self::once::{Once, OnceLock, OnceState};
+pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 pub use self::waitgroup::WaitGroup;
 pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
