@@ -72,6 +72,25 @@ pub mod sync {
     pub use corun_sync::sync::*;
 }
 
+/// Go's `context` package and `ErrGroup` (`corun-sync`): cancellation,
+/// deadlines and values down a tree of contexts; see
+/// [`corun_sync::context`].
+///
+/// ```
+/// use std::time::Duration;
+/// use corun::context::{Context, ContextError, ErrGroup};
+///
+/// let (ctx, cancel) = Context::background().with_timeout(Duration::from_secs(5));
+/// let (g, gctx) = ErrGroup::<ContextError>::with_context(&ctx);
+/// g.go(move || Err(ContextError::Canceled));
+/// assert_eq!(g.wait(), Err(ContextError::Canceled));
+/// assert!(gctx.done().recv().is_err(), "the group's context is cancelled");
+/// cancel.cancel();
+/// ```
+pub mod context {
+    pub use corun_sync::context::*;
+}
+
 /// Guarded, lazily committed, pooled coroutine stacks (`corun-stacks`).
 pub mod stacks {
     pub use corun_stacks::{

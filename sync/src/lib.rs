@@ -3,4 +3,5 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 pub mod chan;
+pub mod context;
 pub mod sync;

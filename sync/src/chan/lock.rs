@@ -27,6 +27,11 @@ impl<T> SpinLock<T> {
         }
     }
 
+    /// The value, through exclusive access to the lock itself.
+    pub(crate) fn get_mut(&mut self) -> &mut T {
+        self.value.get_mut()
+    }
+
     #[inline]
     pub(crate) fn lock(&self) -> Guard<'_, T> {
         if self

@@ -45,4 +45,5 @@ pub use self::once::{Once, OnceLock, OnceState};
 pub use self::rwlock::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 pub use self::semaphore::{OwnedSemaphorePermit, Semaphore, SemaphorePermit};
 pub use self::waitgroup::WaitGroup;
+pub use crate::context::ErrGroup;
 pub use std::sync::{LockResult, PoisonError, TryLockError, TryLockResult};
