@@ -33,7 +33,7 @@ const ONE_WAITER: u32 = 1 << WAITER_SHIFT;
 
 /// How long a waiter waits before it switches the mutex to hand-off.
 const STARVATION_THRESHOLD: Duration = Duration::from_millis(1);
-/// Spin rounds before queueing, and pause instructions per round.
+/// Spin rounds before queueing (threads), and pause instructions per round.
 const SPIN_ROUNDS: u32 = 4;
 const SPIN_PAUSES: u32 = 30;
 
@@ -86,7 +86,15 @@ impl RawMutex {
 
     #[cold]
     fn lock_slow(&self, reason: WaitReason) {
-        let multicore = multicore();
+        // Go spins only when its P has nothing else to run. A coroutine
+        // usually has others queued behind it on its worker (parking lets
+        // them run, and lets contention settle on one worker), so it spins
+        // a single round; a thread spins four.
+        let max_spins = match (multicore(), corun_runtime::is_coroutine()) {
+            (false, _) => 0,
+            (true, true) => 1,
+            (true, false) => SPIN_ROUNDS,
+        };
         let mut wait_start: Option<Instant> = None;
         let mut starving = false;
         let mut awoke = false;
@@ -96,7 +104,7 @@ impl RawMutex {
             // Spin while the lock is held in normal mode: the holder is
             // likely running and about to release it. Setting WOKEN tells
             // unlock not to wake a sleeper we would only compete with.
-            if old & (LOCKED | STARVING) == LOCKED && multicore && spins < SPIN_ROUNDS {
+            if old & (LOCKED | STARVING) == LOCKED && spins < max_spins {
                 if !awoke
                     && old & WOKEN == 0
                     && old >> WAITER_SHIFT != 0
