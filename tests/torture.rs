@@ -544,7 +544,13 @@ fn netpoll_torture() {
     while open_fds() > fds_before && settle.elapsed() < Duration::from_secs(10) {
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(open_fds(), fds_before, "descriptors leaked");
+    // Fewer is fine: something opened before the baseline (by an earlier
+    // suite) may have closed since.
+    let fds_after = open_fds();
+    assert!(
+        fds_after <= fds_before,
+        "descriptors leaked: {fds_before} -> {fds_after}"
+    );
     corun::stacks::trim();
     let rss_after = rss_kib();
     println!(

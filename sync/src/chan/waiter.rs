@@ -9,23 +9,86 @@
 //!    to `SELECTED + index` and unlinks the node. Only one CAS can succeed,
 //!    so a select waiting on many channels is completed by exactly one of
 //!    them; a claimer that loses the CAS just unlinks the stale node.
-//! 2. it publishes a `packet` (`DONE`, `RETRY`, `RESERVED`, or the address
-//!    of its own `Ctx` for an exchange) with a release store, then unparks
-//!    the owner through a clone of its `Unparker` taken *before* the store:
-//!    once the packet is visible the owner may return and free its frame.
+//! 2. after the lock, it publishes a `packet` (`DONE`, `RETRY`, `RESERVED`,
+//!    or the address of its own `Ctx` for an exchange) with a release
+//!    store, unparks the owner, and last sets `released`. The owner returns
+//!    (freeing its frame, which holds the `Ctx`) only after `released`, so
+//!    the claimer never touches a dead context.
 //!
 //! The owner waits (parking, so a coroutine frees its thread) until its
 //! state leaves `WAITING`, then until the packet arrives. A timed-out owner
 //! CASes `WAITING -> ABORTED`; if that fails it was selected and must take
 //! the packet. Afterwards it unlinks its remaining nodes under each
 //! channel's lock, after which no claimer can reach them.
+//!
+//! Model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p corun-sync
+//! --release --lib loom`): under `cfg(loom)` the atomics and parking below
+//! come from loom, and the tests at the end of this file explore every
+//! interleaving of owners, claimers and aborts. The intrusive queues, the
+//! channel logic around them and timed parking are not modelled.
 
 use std::cell::{Cell, UnsafeCell};
 use std::ptr;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use corun_runtime::{Unparker, WaitReason, park, park_deadline};
+use corun_runtime::WaitReason;
+
+use self::sys::{AtomicBool, AtomicPtr, AtomicUsize, Unparker, park, park_deadline, spin_wait};
+
+/// The atomics and parking the protocol runs on: the runtime's, or loom's
+/// when model checking.
+#[cfg(not(loom))]
+mod sys {
+    pub(super) use corun_runtime::{Unparker, park, park_deadline, unparker};
+    pub(super) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
+
+    /// One round of waiting for a flag another thread is about to set.
+    pub(super) fn spin_wait(spins: &mut u32) {
+        if *spins < 64 {
+            std::hint::spin_loop();
+            *spins += 1;
+        } else {
+            std::thread::yield_now();
+        }
+    }
+}
+
+#[cfg(loom)]
+mod sys {
+    use std::time::Instant;
+
+    use corun_runtime::WaitReason;
+    pub(super) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
+
+    /// Loom's thread handle in the runtime `Unparker`'s place.
+    #[derive(Clone)]
+    pub(crate) struct Unparker(loom::thread::Thread);
+
+    impl Unparker {
+        pub(crate) fn unpark(&self) {
+            self.0.unpark();
+        }
+    }
+
+    pub(super) fn unparker() -> Unparker {
+        Unparker(loom::thread::current())
+    }
+
+    pub(super) fn park(_: WaitReason) {
+        loom::thread::park();
+    }
+
+    /// Time is not modelled: a timed park is a park; tests abort explicitly.
+    pub(super) fn park_deadline(reason: WaitReason, _: Instant) -> bool {
+        park(reason);
+        false
+    }
+
+    pub(super) fn spin_wait(_: &mut u32) {
+        loom::thread::yield_now();
+    }
+}
 
 /// The owner still waits.
 pub(crate) const WAITING: usize = 0;
@@ -67,7 +130,7 @@ impl Ctx {
             state: AtomicUsize::new(WAITING),
             packet: AtomicUsize::new(P_EMPTY),
             slot: AtomicPtr::new(ptr::null_mut()),
-            unparker: corun_runtime::unparker(),
+            unparker: sys::unparker(),
             released: AtomicBool::new(false),
         }
     }
@@ -141,12 +204,7 @@ impl Ctx {
         // window of a few instructions, unless its thread was descheduled.
         let mut spins = 0u32;
         while !self.released.load(Ordering::Acquire) {
-            if spins < 64 {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
+            spin_wait(&mut spins);
         }
         p
     }
@@ -477,4 +535,115 @@ pub(crate) fn rand_below(n: usize) -> usize {
         s.set(x);
         ((x as u64 * n as u64) >> 32) as usize
     })
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    //! Every interleaving of the completion protocol: a claim is delivered
+    //! exactly once, a wake-up is never lost (loom reports a deadlock if an
+    //! owner could park forever), an abort and a claim never both win, and
+    //! the owner never returns while its claimer still uses the context.
+
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicBool as Flag;
+
+    use super::*;
+
+    /// What a claimer does for node `index`: claim, then complete after
+    /// "the lock" (nothing else runs between, as after a real lock release).
+    fn claim(ctx: &Ctx, index: usize, packet: usize) -> bool {
+        if !ctx.try_claim(index) {
+            return false;
+        }
+        // SAFETY: claimed above and not completed; the owner keeps `ctx`
+        // alive until `released` (what these tests check).
+        unsafe { Ctx::complete(ctx, packet) };
+        true
+    }
+
+    #[test]
+    fn loom_claim_wakes_the_owner_exactly_once() {
+        loom::model(|| {
+            let ctx = Arc::new(Ctx::new());
+            let c = ctx.clone();
+            let claimer = loom::thread::spawn(move || assert!(claim(&c, 1, P_DONE)));
+            assert_eq!(ctx.wait(None, WaitReason::ChanReceive), Some(1));
+            assert_eq!(ctx.wait_packet(WaitReason::ChanReceive), P_DONE);
+            // The owner may now free the context: the claimer is done.
+            assert!(ctx.released.load(Ordering::Acquire));
+            claimer.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn loom_two_claimers_one_winner() {
+        loom::model(|| {
+            let ctx = Arc::new(Ctx::new());
+            let claimers: Vec<_> = [0usize, 1]
+                .into_iter()
+                .map(|i| {
+                    let c = ctx.clone();
+                    loom::thread::spawn(move || claim(&c, i, P_DONE + i))
+                })
+                .collect();
+            let won = ctx.wait(None, WaitReason::Select).unwrap();
+            assert_eq!(ctx.wait_packet(WaitReason::Select), P_DONE + won);
+            let wins: Vec<bool> = claimers.into_iter().map(|h| h.join().unwrap()).collect();
+            assert_eq!(wins.iter().filter(|&&w| w).count(), 1);
+            assert!(wins[won]);
+        });
+    }
+
+    #[test]
+    fn loom_abort_and_claim_never_both_win() {
+        loom::model(|| {
+            let ctx = Arc::new(Ctx::new());
+            let c = ctx.clone();
+            let claimer = loom::thread::spawn(move || claim(&c, 0, P_RETRY));
+            // The owner's deadline passes now: it gives up, unless claimed.
+            let outcome = ctx.abort();
+            let claimed = match outcome {
+                None => false,
+                Some(i) => {
+                    assert_eq!(i, 0);
+                    assert_eq!(ctx.wait_packet(WaitReason::ChanSend), P_RETRY);
+                    true
+                }
+            };
+            assert_eq!(claimer.join().unwrap(), claimed);
+        });
+    }
+
+    #[test]
+    fn loom_exchange_peer_sees_the_slot() {
+        // A zero-capacity exchange: the claimer hands its own context to the
+        // owner, who moves a value through the claimer's slot and completes
+        // it; both sides finish and the value arrives once.
+        loom::model(|| {
+            let owner = Arc::new(Ctx::new());
+            let moved = Arc::new(Flag::new(false));
+            let (o, m) = (owner.clone(), moved.clone());
+            let claimer = loom::thread::spawn(move || {
+                let mine = Ctx::new();
+                let mut slot: Option<u32> = None;
+                mine.set_slot((&raw mut slot).cast());
+                assert!(o.try_claim(0));
+                // SAFETY: claimed, not completed; `mine` outlives the
+                // exchange (we wait for its packet and release below).
+                unsafe { Ctx::complete(&*o, &mine as *const Ctx as usize) };
+                assert_eq!(mine.wait_packet(WaitReason::ChanReceive), P_DONE);
+                assert!(m.load(Ordering::Acquire));
+                slot
+            });
+            assert_eq!(owner.wait(None, WaitReason::ChanSend), Some(0));
+            let peer = owner.wait_packet(WaitReason::ChanSend) as *const Ctx;
+            // SAFETY: the peer waits for our completion, so it is alive.
+            unsafe {
+                slot_put(Ctx::slot_of(peer), 42u32);
+                moved.store(true, Ordering::Release);
+                Ctx::complete(peer, P_DONE);
+            }
+            assert_eq!(claimer.join().unwrap(), Some(42));
+        });
+    }
 }

@@ -35,6 +35,7 @@ mod once;
 mod poison;
 mod rwlock;
 mod semaphore;
+mod unwind;
 mod waitgroup;
 pub(crate) mod waitq;
 
