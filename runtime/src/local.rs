@@ -42,7 +42,7 @@ pub(crate) fn drop_current() {
     }
 }
 
-/// A key for a coroutine-local value, declared with [`coroutine_local!`].
+/// A key for a coroutine-local value, declared with [`coroutine_local!`](crate::coroutine_local).
 pub struct LocalKey<T: 'static> {
     init: fn() -> T,
     thread: &'static ThreadKey<T>,

@@ -220,7 +220,7 @@ impl Runtime {
         self.shared.ps.len()
     }
 
-    /// Counters of this runtime (see [`crate::runtime::stats`]).
+    /// Counters of this runtime (see [`crate::stats`]).
     pub fn stats(&self) -> crate::Stats {
         crate::introspect::stats_of(self.shared)
     }
