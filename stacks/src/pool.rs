@@ -4,17 +4,22 @@
 //!
 //! 1. in use (a [`Stack`](crate::Stack) value exists);
 //! 2. a thread cache: up to `THREAD_CACHE_MAX` per size, no lock, no syscall;
-//! 3. the global pool's hot list: up to `GLOBAL_HOT_MAX` per size. Stacks
-//!    arrive "dirty" (pages below the hot window may be resident) and a trim
-//!    releases those pages, leaving only the hot window at the top;
+//! 3. the global pool: while the program is busy, as many stacks per size
+//!    as were ever in use at once since the last idle trim (at least
+//!    `GLOBAL_HOT_MAX`), so a program that runs 100k coroutines again and
+//!    again reuses their faulted-in pages instead of refaulting them, as Go
+//!    keeps freed stacks until its GC. Stacks arrive "dirty" (pages below
+//!    the hot window may be resident);
 //! 4. released: every page given back, the slot on the arena's free list.
 //!
 //! Acquire and release touch only the thread cache in the steady state. The
-//! system calls that give memory back are batched in [`trim`], which the pool
-//! runs itself at most every `TRIM_INTERVAL` when stacks move to or from the
-//! global pool, and which the runtime also calls when it goes idle. Released
-//! slots are sorted so that neighbours are released by one `madvise` (guard
-//! markers survive `MADV_DONTNEED`).
+//! system calls that give memory back are batched: at most every
+//! `TRIM_INTERVAL`, stacks beyond the pool's bound are released; [`trim`],
+//! which the runtime calls after a quiet second (and anyone may call), also
+//! trims pooled stacks to their hot window and brings the pool back down to
+//! `GLOBAL_HOT_MAX`, so RSS falls after a burst. Released slots are sorted
+//! so that neighbours are released by one `madvise` (guard markers survive
+//! `MADV_DONTNEED`).
 //!
 //! `MADV_DONTNEED` rather than `MADV_FREE`: RSS falls at once, as Go chose in
 //! 1.16, and a lazily freed page is not cheaper to reuse than a resident hot
@@ -41,6 +46,8 @@ static IN_USE: AtomicUsize = AtomicUsize::new(0);
 static THREAD_CACHED: AtomicUsize = AtomicUsize::new(0);
 static GLOBAL_CACHED: AtomicUsize = AtomicUsize::new(0);
 static LAST_TRIM_NANOS: AtomicU64 = AtomicU64::new(0);
+/// Most stacks in use at once since the last [`trim`]: the busy pool bound.
+static PEAK_IN_USE: AtomicUsize = AtomicUsize::new(0);
 
 struct SizePool {
     alloc: SlotAllocator,
@@ -156,7 +163,10 @@ pub fn acquire(size: usize) -> io::Result<usize> {
         // The thread is exiting and its cache is gone: use the global pool.
         None => take_from_global(size)?,
     };
-    IN_USE.fetch_add(1, Ordering::Relaxed);
+    let now = IN_USE.fetch_add(1, Ordering::Relaxed) + 1;
+    if now > PEAK_IN_USE.load(Ordering::Relaxed) {
+        PEAK_IN_USE.fetch_max(now, Ordering::Relaxed);
+    }
     Ok(top)
 }
 
@@ -200,17 +210,25 @@ fn give_to_global(size: usize, tops: Vec<usize>) {
         let pool = size_pool(&mut pools, size);
         GLOBAL_CACHED.fetch_add(tops.len(), Ordering::Relaxed);
         pool.dirty.extend(tops);
-        let over = pool.pooled().saturating_sub(GLOBAL_HOT_MAX);
-        if over > 0 {
-            // The oldest trimmed stacks go first; then the oldest dirty ones.
-            let from_clean = over.min(pool.clean.len());
-            pool.excess.extend(pool.clean.drain(..from_clean));
-            let from_dirty = over - from_clean;
-            pool.excess.extend(pool.dirty.drain(..from_dirty));
-        }
+        let bound = GLOBAL_HOT_MAX.max(PEAK_IN_USE.load(Ordering::Relaxed));
+        pool.shed_beyond(bound);
     }
     if trim_due() {
-        trim_global();
+        trim_global(false);
+    }
+}
+
+impl SizePool {
+    /// Moves pooled stacks beyond `bound` to `excess`, to be released: the
+    /// oldest trimmed ones first, then the oldest dirty ones.
+    fn shed_beyond(&mut self, bound: usize) {
+        let over = self.pooled().saturating_sub(bound);
+        if over > 0 {
+            let from_clean = over.min(self.clean.len());
+            self.excess.extend(self.clean.drain(..from_clean));
+            let from_dirty = over - from_clean;
+            self.excess.extend(self.dirty.drain(..from_dirty));
+        }
     }
 }
 
@@ -225,8 +243,9 @@ fn trim_due() -> bool {
 }
 
 /// Gives memory back: the calling thread's cache moves to the global pool,
-/// pooled stacks are trimmed to their hot window, and stacks beyond the pool
-/// bound are released entirely. Cheap when there is nothing to do.
+/// pooled stacks are trimmed to their hot window, and stacks beyond
+/// `GLOBAL_HOT_MAX` per size are released entirely. Cheap when there is
+/// nothing to do. The runtime calls it after a quiet second.
 pub fn trim() {
     let _ = CACHE.try_with(|c| {
         let sizes = std::mem::take(&mut c.borrow_mut().sizes);
@@ -238,11 +257,21 @@ pub fn trim() {
             pool.dirty.extend(cached.tops);
         }
     });
-    trim_global();
+    {
+        // The burst is over: the busy bound starts again from what is in use.
+        PEAK_IN_USE.store(IN_USE.load(Ordering::Relaxed), Ordering::Relaxed);
+        let mut pools = global();
+        for pool in pools.iter_mut() {
+            pool.shed_beyond(GLOBAL_HOT_MAX);
+        }
+    }
+    trim_global(true);
 }
 
-/// Does the batched release work outside the pool lock.
-fn trim_global() {
+/// Does the batched release work outside the pool lock: always the stacks
+/// beyond the bound; with `deep`, also the pages of pooled stacks below
+/// their hot window (one `madvise` per stack, so only when idle).
+fn trim_global(deep: bool) {
     struct Work {
         size: usize,
         slot: usize,
@@ -253,11 +282,15 @@ fn trim_global() {
         let mut pools = global();
         pools
             .iter_mut()
-            .filter(|p| !p.dirty.is_empty() || !p.excess.is_empty())
+            .filter(|p| (deep && !p.dirty.is_empty()) || !p.excess.is_empty())
             .map(|p| Work {
                 size: p.alloc.size(),
                 slot: p.alloc.slot_size(),
-                dirty: std::mem::take(&mut p.dirty),
+                dirty: if deep {
+                    std::mem::take(&mut p.dirty)
+                } else {
+                    Vec::new()
+                },
                 excess: std::mem::take(&mut p.excess),
             })
             .collect()
