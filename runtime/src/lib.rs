@@ -29,6 +29,7 @@
 mod deadlock;
 mod driver;
 mod introspect;
+mod lifecycle;
 mod local;
 mod metrics;
 mod park;

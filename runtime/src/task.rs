@@ -42,13 +42,8 @@ use crate::local::LocalMap;
 use crate::park::{self, Unparker, WaitReason};
 use crate::sched::Shared;
 
-pub(crate) const IDLE: u32 = 0;
-pub(crate) const SCHEDULED: u32 = 1;
-pub(crate) const RUNNING: u32 = 2;
-pub(crate) const COMPLETE: u32 = 3;
-const LIFECYCLE: u32 = 3;
-const NOTIFIED: u32 = 4;
-const JOIN_WAITER: u32 = 8;
+use crate::lifecycle::{self, JOIN_WAITER, LIFECYCLE, NOTIFIED};
+pub(crate) use crate::lifecycle::{COMPLETE, IDLE, RUNNING, SCHEDULED};
 
 type Output<T> = std::thread::Result<T>;
 
@@ -198,20 +193,7 @@ impl TaskRef {
     /// Wakes the task if it is parked; records the wake if it is running.
     /// Returns the reference to enqueue when the task became SCHEDULED.
     pub(crate) fn notify(&self) -> Option<TaskRef> {
-        let state = &self.header().state;
-        let mut cur = state.load(Ordering::Acquire);
-        loop {
-            let next = match cur & LIFECYCLE {
-                IDLE => (cur & !LIFECYCLE) | SCHEDULED,
-                RUNNING if cur & NOTIFIED == 0 => cur | NOTIFIED,
-                _ => return None,
-            };
-            match state.compare_exchange_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) if cur & LIFECYCLE == IDLE => return Some(self.clone()),
-                Ok(_) => return None,
-                Err(actual) => cur = actual,
-            }
-        }
+        lifecycle::notify(&self.header().state).then(|| self.clone())
     }
 }
 
@@ -248,7 +230,7 @@ impl Header {
 
     /// SCHEDULED -> RUNNING, by the thread that took the task off a queue.
     pub(crate) fn begin_run(&self) {
-        let prev = self.state.fetch_add(RUNNING - SCHEDULED, Ordering::Acquire);
+        let prev = lifecycle::begin_run(&self.state);
         debug_assert_eq!(
             prev & LIFECYCLE,
             SCHEDULED,
@@ -259,43 +241,19 @@ impl Header {
     /// RUNNING -> SCHEDULED, after a yield switched away.
     pub(crate) fn end_run_yield(&self) {
         // A wake during the run is satisfied by being scheduled again.
-        let prev = self
-            .state
-            .fetch_update(Ordering::Release, Ordering::Relaxed, |cur| {
-                Some((cur & !(LIFECYCLE | NOTIFIED)) | SCHEDULED)
-            });
-        debug_assert_eq!(prev.map(|p| p & LIFECYCLE), Ok(RUNNING));
+        let prev = lifecycle::end_run_yield(&self.state);
+        debug_assert_eq!(prev & LIFECYCLE, RUNNING);
     }
 
     /// RUNNING -> IDLE after a park switched away, unless a wake arrived
     /// meanwhile: then the wake is consumed and `false` says "run it again".
     pub(crate) fn end_run_park(&self) -> bool {
-        let mut cur = self.state.load(Ordering::Acquire);
-        loop {
-            debug_assert_eq!(cur & LIFECYCLE, RUNNING);
-            if cur & NOTIFIED != 0 {
-                self.state.fetch_and(!NOTIFIED, Ordering::Acquire);
-                return false;
-            }
-            match self.state.compare_exchange_weak(
-                cur,
-                (cur & !LIFECYCLE) | IDLE,
-                Ordering::Release,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => return true,
-                Err(actual) => cur = actual,
-            }
-        }
+        lifecycle::end_run_park(&self.state)
     }
 
     /// Consumes a pending wake without switching; the park fast path.
     pub(crate) fn take_notified(&self) -> bool {
-        let cur = self.state.load(Ordering::Acquire);
-        cur & NOTIFIED != 0 && {
-            self.state.fetch_and(!NOTIFIED, Ordering::Acquire);
-            true
-        }
+        lifecycle::take_notified(&self.state)
     }
 
     /// The fiber, creating it (and taking a stack) on first run. `None` when

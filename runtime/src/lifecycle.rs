@@ -1,0 +1,231 @@
+//! The task state word's transitions: the park/unpark protocol.
+//!
+//! The low two bits are the lifecycle (IDLE, SCHEDULED, RUNNING, COMPLETE);
+//! NOTIFIED records a wake that arrived while the task was RUNNING;
+//! JOIN_WAITER says a joiner waits. The rules:
+//!
+//! - `notify`: IDLE -> SCHEDULED (the caller must queue the task: it is the
+//!   only one told to), RUNNING -> RUNNING|NOTIFIED, anything else: no-op.
+//!   So a wake is queued at most once per park and never lost.
+//! - `begin_run`: SCHEDULED -> RUNNING, by whoever dequeued it: one runner.
+//! - `end_run_park`: RUNNING -> IDLE, unless NOTIFIED, which it consumes and
+//!   reports (run again instead of sleeping).
+//! - `take_notified`: consumes NOTIFIED without switching (park fast path).
+//! - `end_run_yield`: RUNNING -> SCHEDULED (a pending wake is satisfied).
+//!
+//! The functions are generic over the atomic so that loom can check them
+//! (`RUSTFLAGS="--cfg loom" cargo test -p corun-runtime --release --lib
+//! loom`): the models below explore every interleaving of a park with one
+//! or two concurrent wakes.
+
+use std::sync::atomic::Ordering;
+
+pub(crate) const IDLE: u32 = 0;
+pub(crate) const SCHEDULED: u32 = 1;
+pub(crate) const RUNNING: u32 = 2;
+pub(crate) const COMPLETE: u32 = 3;
+pub(crate) const LIFECYCLE: u32 = 3;
+pub(crate) const NOTIFIED: u32 = 4;
+pub(crate) const JOIN_WAITER: u32 = 8;
+
+/// The operations the transitions need from an atomic `u32`.
+pub(crate) trait Word {
+    fn load(&self, order: Ordering) -> u32;
+    fn cas_weak(&self, cur: u32, new: u32, ok: Ordering, err: Ordering) -> Result<u32, u32>;
+    fn fetch_add(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_and(&self, v: u32, order: Ordering) -> u32;
+}
+
+macro_rules! impl_word {
+    ($t:ty) => {
+        impl Word for $t {
+            #[inline]
+            fn load(&self, order: Ordering) -> u32 {
+                <$t>::load(self, order)
+            }
+            #[inline]
+            fn cas_weak(
+                &self,
+                cur: u32,
+                new: u32,
+                ok: Ordering,
+                err: Ordering,
+            ) -> Result<u32, u32> {
+                <$t>::compare_exchange_weak(self, cur, new, ok, err)
+            }
+            #[inline]
+            fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
+                <$t>::fetch_add(self, v, order)
+            }
+            #[inline]
+            fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
+                <$t>::fetch_and(self, v, order)
+            }
+        }
+    };
+}
+
+impl_word!(std::sync::atomic::AtomicU32);
+#[cfg(loom)]
+impl_word!(loom::sync::atomic::AtomicU32);
+
+/// A wake: true if the task went IDLE -> SCHEDULED and must be queued.
+#[inline]
+pub(crate) fn notify(s: &impl Word) -> bool {
+    let mut cur = s.load(Ordering::Acquire);
+    loop {
+        let next = match cur & LIFECYCLE {
+            IDLE => (cur & !LIFECYCLE) | SCHEDULED,
+            RUNNING if cur & NOTIFIED == 0 => cur | NOTIFIED,
+            _ => return false,
+        };
+        match s.cas_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) => return cur & LIFECYCLE == IDLE,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// SCHEDULED -> RUNNING; returns the previous word.
+#[inline]
+pub(crate) fn begin_run(s: &impl Word) -> u32 {
+    s.fetch_add(RUNNING - SCHEDULED, Ordering::Acquire)
+}
+
+/// RUNNING -> SCHEDULED after a yield; a wake during the run is satisfied.
+#[inline]
+pub(crate) fn end_run_yield(s: &impl Word) -> u32 {
+    let mut cur = s.load(Ordering::Relaxed);
+    loop {
+        let next = (cur & !(LIFECYCLE | NOTIFIED)) | SCHEDULED;
+        match s.cas_weak(cur, next, Ordering::Release, Ordering::Relaxed) {
+            Ok(prev) => return prev,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// RUNNING -> IDLE after a park, unless a wake arrived: then it is consumed
+/// and `false` says "run it again".
+#[inline]
+pub(crate) fn end_run_park(s: &impl Word) -> bool {
+    let mut cur = s.load(Ordering::Acquire);
+    loop {
+        debug_assert_eq!(cur & LIFECYCLE, RUNNING);
+        if cur & NOTIFIED != 0 {
+            s.fetch_and(!NOTIFIED, Ordering::Acquire);
+            return false;
+        }
+        match s.cas_weak(
+            cur,
+            (cur & !LIFECYCLE) | IDLE,
+            Ordering::Release,
+            Ordering::Acquire,
+        ) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
+}
+
+/// Consumes a pending wake without switching.
+#[inline]
+pub(crate) fn take_notified(s: &impl Word) -> bool {
+    let cur = s.load(Ordering::Acquire);
+    cur & NOTIFIED != 0 && {
+        s.fetch_and(!NOTIFIED, Ordering::Acquire);
+        true
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicU32, AtomicUsize};
+
+    use super::*;
+
+    /// A coroutine parks (fast path, then the M's `end_run_park`) while
+    /// `wakers` threads wake it. Returns (times queued, times the park
+    /// consumed a wake itself, final lifecycle).
+    fn park_against(wakers: usize) -> (usize, usize, u32) {
+        let state = Arc::new(AtomicU32::new(RUNNING));
+        let queued = Arc::new(AtomicUsize::new(0));
+        let handles: Vec<_> = (0..wakers)
+            .map(|_| {
+                let (s, q) = (state.clone(), queued.clone());
+                loom::thread::spawn(move || {
+                    if notify(&*s) {
+                        q.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        // The coroutine: `park` checks for a pending wake first...
+        let consumed = if take_notified(&*state) {
+            1
+        } else if end_run_park(&*state) {
+            // ...then switches away and the M marks it IDLE, unless a wake
+            // came in between.
+            0
+        } else {
+            1
+        };
+        for h in handles {
+            h.join().unwrap();
+        }
+        let q = queued.load(Ordering::SeqCst);
+        (q, consumed, state.load(Ordering::SeqCst) & LIFECYCLE)
+    }
+
+    #[test]
+    fn loom_one_wake_is_never_lost_nor_doubled() {
+        loom::model(|| {
+            let (queued, consumed, life) = park_against(1);
+            assert_eq!(queued + consumed, 1, "the wake is honoured exactly once");
+            match (queued, consumed) {
+                (1, 0) => assert_eq!(life, SCHEDULED),
+                (0, 1) => assert_eq!(life, RUNNING),
+                other => panic!("impossible outcome {other:?}"),
+            }
+        });
+    }
+
+    #[test]
+    fn loom_two_wakes_queue_at_most_once() {
+        loom::model(|| {
+            let (queued, consumed, _) = park_against(2);
+            assert!(queued <= 1, "queued twice");
+            assert_eq!(queued + consumed, 1, "one park is satisfied once");
+        });
+    }
+
+    #[test]
+    fn loom_queued_task_has_one_runner() {
+        // A parked task woken by one thread and run by it (as an M that
+        // dequeued it), while another waker races: it runs exactly once,
+        // and the late wake is kept for its next park.
+        loom::model(|| {
+            let state = Arc::new(AtomicU32::new(IDLE));
+            let runs = Arc::new(AtomicUsize::new(0));
+            let wakers: Vec<_> = (0..2)
+                .map(|_| {
+                    let (s, r) = (state.clone(), runs.clone());
+                    loom::thread::spawn(move || {
+                        if notify(&*s) {
+                            let prev = begin_run(&*s);
+                            assert_eq!(prev & LIFECYCLE, SCHEDULED);
+                            r.fetch_add(1, Ordering::SeqCst);
+                        }
+                    })
+                })
+                .collect();
+            for w in wakers {
+                w.join().unwrap();
+            }
+            assert_eq!(runs.load(Ordering::SeqCst), 1);
+            let s = state.load(Ordering::SeqCst);
+            assert_eq!(s & LIFECYCLE, RUNNING);
+        });
+    }
+}
