@@ -43,7 +43,7 @@ mod err;
 pub(crate) mod lock;
 mod select;
 mod tick;
-mod waiter;
+pub(crate) mod waiter;
 
 use std::fmt;
 use std::panic::{RefUnwindSafe, UnwindSafe};

@@ -37,11 +37,11 @@ use corun_runtime::WaitReason;
 use self::sys::{AtomicBool, AtomicPtr, AtomicUsize, Unparker, park, park_deadline, spin_wait};
 
 /// The atomics and parking the protocol runs on: the runtime's, or loom's
-/// when model checking.
+/// when model checking. The lock wait queue (`sync::waitq`) uses it too.
 #[cfg(not(loom))]
-mod sys {
-    pub(super) use corun_runtime::{Unparker, park, park_deadline, unparker};
-    pub(super) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
+pub(crate) mod sys {
+    pub(crate) use corun_runtime::{Unparker, park, park_deadline, unparker};
+    pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
 
     /// One round of waiting for a flag another thread is about to set.
     pub(super) fn spin_wait(spins: &mut u32) {
@@ -55,11 +55,11 @@ mod sys {
 }
 
 #[cfg(loom)]
-mod sys {
+pub(crate) mod sys {
     use std::time::Instant;
 
     use corun_runtime::WaitReason;
-    pub(super) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
+    pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
 
     /// Loom's thread handle in the runtime `Unparker`'s place.
     #[derive(Clone)]
@@ -71,16 +71,16 @@ mod sys {
         }
     }
 
-    pub(super) fn unparker() -> Unparker {
+    pub(crate) fn unparker() -> Unparker {
         Unparker(loom::thread::current())
     }
 
-    pub(super) fn park(_: WaitReason) {
+    pub(crate) fn park(_: WaitReason) {
         loom::thread::park();
     }
 
     /// Time is not modelled: a timed park is a park; tests abort explicitly.
-    pub(super) fn park_deadline(reason: WaitReason, _: Instant) -> bool {
+    pub(crate) fn park_deadline(reason: WaitReason, _: Instant) -> bool {
         park(reason);
         false
     }

@@ -19,13 +19,21 @@
 //!    unlinking itself under the lock ([`List::remove`], for time-outs). If
 //!    it finds itself already unlinked, a waker owns it and `WOKEN` is
 //!    coming: it waits for it.
+//!
+//! Model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p
+//! corun-sync --release --lib loom`): the hand-off to a waiter and the
+//! time-out race, with the list under a loom mutex (the spin locks of the
+//! primitives themselves are not modelled).
 
 use std::cell::UnsafeCell;
 use std::ptr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
-use corun_runtime::{Unparker, WaitReason, park, park_deadline};
+use corun_runtime::WaitReason;
+
+// The runtime's atomics and parking, or loom's when model checking.
+use crate::chan::waiter::sys::{AtomicBool, Unparker, park, park_deadline, unparker};
 
 use crate::chan::lock::SpinLock;
 
@@ -59,7 +67,7 @@ impl Waiter {
     pub(crate) fn new(want: usize) -> Waiter {
         Waiter {
             woken: AtomicBool::new(false),
-            unparker: corun_runtime::unparker(),
+            unparker: unparker(),
             links: UnsafeCell::new(Links {
                 prev: ptr::null(),
                 next: ptr::null(),
@@ -327,5 +335,68 @@ impl Sema {
                 unsafe { Waiter::wake(w) };
             }
         }
+    }
+}
+
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use loom::sync::{Arc, Mutex};
+
+    use super::*;
+
+    struct Shared(Mutex<List>);
+    // SAFETY: the list is only touched under the mutex; the waiters it
+    // points to are `Sync` (the module protocol).
+    unsafe impl Sync for Shared {}
+    // SAFETY: as above.
+    unsafe impl Send for Shared {}
+
+    /// A waiter queues itself; a waker pops and wakes it (a mutex unlock
+    /// handing the lock over). With `timeout`, the waiter gives up at the
+    /// same time. Exactly one side wins; a woken waiter is never lost.
+    fn hand_off(timeout: bool) {
+        loom::model(move || {
+            let list = Arc::new(Shared(Mutex::new(List::new())));
+            let w = Waiter::new(1);
+            // SAFETY: `w` stays in this frame until it is unlinked (by the
+            // waker or by `remove`) and, if the waker took it, woken.
+            unsafe { list.0.lock().unwrap().push(&w, false) };
+            let l = list.clone();
+            let waker = loom::thread::spawn(move || {
+                let popped = l.0.lock().unwrap().pop_front();
+                match popped {
+                    Some(p) => {
+                        // SAFETY: unlinked by us under the lock, not woken.
+                        unsafe { Waiter::wake(p) };
+                        true
+                    }
+                    None => false,
+                }
+            });
+            let handed = if timeout {
+                // The deadline passed: settle the race under the lock.
+                let removed = list.0.lock().unwrap().remove(&w);
+                if !removed {
+                    w.wait(WaitReason::Mutex); // the waker owns us: WOKEN is coming
+                }
+                !removed
+            } else {
+                w.wait(WaitReason::Mutex);
+                true
+            };
+            assert_eq!(waker.join().unwrap(), handed, "exactly one side wins");
+            assert_eq!(w.is_woken(), handed);
+            assert!(list.0.lock().unwrap().is_empty());
+        });
+    }
+
+    #[test]
+    fn loom_hand_off_wakes_the_waiter() {
+        hand_off(false);
+    }
+
+    #[test]
+    fn loom_time_out_races_the_hand_off() {
+        hand_off(true);
     }
 }
