@@ -187,7 +187,16 @@ pub fn trace_stop() -> String {
             b.tid,
             json_str(&b.name)
         );
+        // A slice open when recording started has its end but no begin:
+        // drop such ends so every track stays balanced.
+        let mut open = 0usize;
         for e in events {
+            match e.kind {
+                Kind::Run | Kind::PollBegin => open += 1,
+                Kind::Stop | Kind::PollEnd if open == 0 => continue,
+                Kind::Stop | Kind::PollEnd => open -= 1,
+                _ => {}
+            }
             sep(&mut out, &mut first);
             render(&mut out, b.tid, e);
         }
