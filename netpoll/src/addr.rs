@@ -108,19 +108,25 @@ pub(crate) fn connect_tcp(
     if e.raw_os_error() != Some(libc::EINPROGRESS) {
         return Err(e);
     }
-    io.wait(Dir::Write, WaitReason::Connect, deadline)?;
-    // Writable: the handshake ended one way or the other.
-    loop {
-        match io.get_ref().take_error()? {
-            Some(e) => return Err(e),
-            None => match io.get_ref().peer_addr() {
-                Ok(_) => return Ok(io),
-                // Spurious readiness: still in progress.
+    // Writable means the handshake ended one way or the other; until then
+    // the socket reports "not connected", which we treat as would-block.
+    io.io_until(
+        Dir::Write,
+        WaitReason::Connect,
+        deadline,
+        |s| {
+            if let Some(e) = s.take_error()? {
+                return Err(e);
+            }
+            match s.peer_addr() {
+                Ok(_) => Ok(()),
                 Err(e) if e.kind() == io::ErrorKind::NotConnected => {
-                    io.wait(Dir::Write, WaitReason::Connect, deadline)?
+                    Err(io::ErrorKind::WouldBlock.into())
                 }
-                Err(e) => return Err(e),
-            },
-        }
-    }
+                Err(e) => Err(e),
+            }
+        },
+        |_| false,
+    )?;
+    Ok(io)
 }

@@ -1,23 +1,29 @@
-//! The poller: one epoll (kqueue on BSD/macOS, through `polling`) for the
-//! process, blocked in by idle workers through `corun_runtime::Driver`.
+//! The poller: one epoll for the process ([`crate::epoll`]), blocked in by
+//! idle workers through `corun_runtime::Driver`.
 //!
 //! Each registered descriptor has a [`Source`] with two [`Direction`]s,
 //! read and write, so one coroutine can read while another writes.
 //! Descriptors are registered edge-triggered for both directions, once,
 //! on the first wait; nothing is re-armed afterwards.
 //!
-//! Invariant of a direction: `ready` is set by every readiness event and
-//! cleared only by a waiter that is about to retry its operation. A
-//! waiter checks `ready` and queues its `Unparker` under the same lock the
-//! event takes, so an event that lands between a failed (`EAGAIN`)
-//! attempt and the park is never lost: either the waiter sees `ready`, or
-//! the event sees the waiter and wakes it. Each event wakes every queued
-//! waiter exactly once (it takes them out of the queue).
+//! Invariant of a direction: every readiness event bumps its `seq` and
+//! sets `ready`, under the waiter lock. An operation snapshots `seq`
+//! before its system call; if the call would block, the waiter compares the
+//! snapshot under the same lock before queueing, so an event that lands
+//! between the failed (`EAGAIN`) attempt and the park is never lost:
+//! either the waiter sees the new `seq`, or the event sees the waiter and
+//! wakes it. Queueing clears `ready`: until the next event, coroutines
+//! park without trying the call again (tokio's readiness model, which
+//! saves the failing `read` per message that a try-first loop makes).
+//! A hang-up, error or peer shutdown (`EPOLLRDHUP`) makes a direction
+//! `closed`, which keeps it ready for good: the end of a stream that
+//! arrived with the last data has no event of its own to wait for.
+//! Each event wakes every queued waiter exactly once (it takes them out).
 //!
 //! Events carry a key that is never reused, looked up in a map: an event
 //! for a descriptor deregistered meanwhile finds nothing, never a stranger.
 //!
-//! `polling` lets one thread wait at a time. A second runtime's idle
+//! One thread waits in epoll at a time. A second runtime's idle
 //! worker that finds the poller busy waits on a condition variable for at
 //! most 1 ms and tries again, so a notify meant for it can never be lost
 //! for longer than that.
@@ -25,14 +31,14 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
-use std::num::NonZeroUsize;
-use std::os::fd::{BorrowedFd, RawFd};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use corun_runtime::{Driver, Unparker, WaitReason, park, park_deadline, unparker};
-use polling::{Event, Events, PollMode, Poller};
+
+use crate::epoll::{Epoll, Events};
 
 /// Longest wait of a worker that found another one in the poller.
 const SIDE_WAIT: Duration = Duration::from_millis(1);
@@ -44,38 +50,91 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 /// One direction (read or write) of a registered descriptor.
-#[derive(Default)]
+///
+/// `seq` counts readiness events; `ready` is false once an operation saw
+/// `WouldBlock` with no event since. While it is false a coroutine parks
+/// without trying the system call first, as tokio does: with an
+/// edge-triggered poller nothing can have changed without an event.
 pub(crate) struct Direction {
-    state: Mutex<DirState>,
+    seq: AtomicU64,
+    ready: AtomicBool,
+    closed: AtomicBool,
+    waiters: Mutex<Vec<Unparker>>,
 }
 
-#[derive(Default)]
-struct DirState {
-    ready: bool,
-    waiters: Vec<Unparker>,
+impl Default for Direction {
+    fn default() -> Direction {
+        Direction {
+            seq: AtomicU64::new(0),
+            // Unknown until an operation says otherwise: try it.
+            ready: AtomicBool::new(true),
+            closed: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
 }
 
 impl Direction {
-    /// A readiness event: remember it and hand every waiter to `wake`.
-    fn fire(&self, wake: &mut dyn FnMut(Unparker)) {
-        let mut s = lock(&self.state);
-        s.ready = true;
-        for u in s.waiters.drain(..) {
+    /// A readiness event: count it and hand every waiter to `wake`.
+    /// `closed`: the direction will never block again.
+    fn fire(&self, closed: bool, wake: &mut dyn FnMut(Unparker)) {
+        let mut waiters = lock(&self.waiters);
+        if closed {
+            self.closed.store(true, Ordering::SeqCst);
+        }
+        // SeqCst pairs with `clear_if_unchanged` (a store then a load on
+        // each side): one of the two sees the other.
+        self.seq.fetch_add(1, Ordering::SeqCst);
+        self.ready.store(true, Ordering::SeqCst);
+        for u in waiters.drain(..) {
             driver().waiting.fetch_sub(1, Ordering::Relaxed);
             wake(u);
         }
     }
 
-    /// Waits for readiness after an operation failed with `WouldBlock`.
-    /// Returns `Err(TimedOut)` once `deadline` passes.
-    pub(crate) fn wait(&self, deadline: Option<Instant>, reason: WaitReason) -> io::Result<()> {
+    /// The event count, read before an operation is tried.
+    pub(crate) fn snapshot(&self) -> u64 {
+        self.seq.load(Ordering::Acquire)
+    }
+
+    /// Marks the direction drained (a stream read or write came back short,
+    /// so the socket buffer is empty or full) unless an event arrived after
+    /// `since`: the next operation then waits for the poller first.
+    pub(crate) fn clear_if_unchanged(&self, since: u64) {
+        if self.closed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.ready.store(false, Ordering::SeqCst);
+        if self.seq.load(Ordering::SeqCst) != since {
+            self.ready.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// False if the last operation would have blocked and no event came.
+    pub(crate) fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Waits for an event after `since` (a [`snapshot`](Self::snapshot)
+    /// taken before the operation that would have blocked). Returns at once
+    /// if one came meanwhile, so none is lost; `Err(TimedOut)` once
+    /// `deadline` passes.
+    pub(crate) fn wait(
+        &self,
+        since: u64,
+        deadline: Option<Instant>,
+        reason: WaitReason,
+    ) -> io::Result<()> {
         let me = unparker();
         {
-            let mut s = lock(&self.state);
-            if std::mem::take(&mut s.ready) {
+            // Events update `seq` under this lock: either we see the new
+            // count here, or the event sees us queued.
+            let mut waiters = lock(&self.waiters);
+            if self.seq.load(Ordering::Acquire) != since {
                 return Ok(());
             }
-            s.waiters.push(me.clone());
+            self.ready.store(false, Ordering::Release);
+            waiters.push(me.clone());
             driver().waiting.fetch_add(1, Ordering::Relaxed);
         }
         loop {
@@ -86,15 +145,14 @@ impl Direction {
                     false
                 }
             };
-            let mut s = lock(&self.state);
-            let queued = s.waiters.iter().position(|u| u.same_waiter(&me));
-            if queued.is_none() {
+            let mut waiters = lock(&self.waiters);
+            let queued = waiters.iter().position(|u| u.same_waiter(&me));
+            let Some(at) = queued else {
                 // An event took us out of the queue: it fired.
-                s.ready = false;
                 return Ok(());
-            }
+            };
             if timed_out {
-                s.waiters.swap_remove(queued.expect("queued"));
+                waiters.swap_remove(at);
                 driver().waiting.fetch_sub(1, Ordering::Relaxed);
                 return Err(io::Error::new(
                     io::ErrorKind::TimedOut,
@@ -114,6 +172,13 @@ pub(crate) struct Source {
 }
 
 impl Source {
+    pub(crate) fn direction(&self, dir: crate::io::Dir) -> &Direction {
+        match dir {
+            crate::io::Dir::Read => &self.read,
+            crate::io::Dir::Write => &self.write,
+        }
+    }
+
     /// Registers `fd` (edge-triggered, both directions).
     pub(crate) fn register(fd: RawFd) -> io::Result<Arc<Source>> {
         let d = driver();
@@ -125,13 +190,9 @@ impl Source {
             write: Direction::default(),
         });
         lock(&d.sources).insert(key, source.clone());
-        // SAFETY: the owner of `fd` deregisters it (Drop of `Registration`)
-        // before closing it.
-        let added = unsafe {
-            d.poller
-                .add_with_mode(fd, Event::all(key as usize), PollMode::Edge)
-        };
-        if let Err(e) = added {
+        // The owner of `fd` deregisters it (Drop of `Registration`) before
+        // closing it, so epoll never holds a recycled descriptor number.
+        if let Err(e) = d.poller.add(fd, key) {
             lock(&d.sources).remove(&key);
             return Err(e);
         }
@@ -141,17 +202,15 @@ impl Source {
     /// Removes the descriptor from the poller; call before closing it.
     pub(crate) fn deregister(&self) {
         let d = driver();
-        // SAFETY: the descriptor is still open: we are called before close.
-        let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         // A descriptor closed elsewhere first is already gone from epoll.
-        let _ = d.poller.delete(fd);
+        let _ = d.poller.delete(self.fd);
         lock(&d.sources).remove(&self.key);
     }
 }
 
 /// The process-wide driver.
 pub(crate) struct NetDriver {
-    poller: Poller,
+    poller: Epoll,
     sources: Mutex<HashMap<u64, Arc<Source>>>,
     next_key: AtomicU64,
     /// Parties parked on some direction.
@@ -175,32 +234,29 @@ impl Driver for NetDriver {
         };
         EVENTS.with(|cell| {
             let mut cell = cell.borrow_mut();
-            let events = cell.get_or_insert_with(|| {
-                Events::with_capacity(NonZeroUsize::new(256).expect("non-zero"))
-            });
-            events.clear();
+            let events = cell.get_or_insert_with(|| Events::with_capacity(256));
             if self.poller.wait(events, timeout).is_err() {
                 return;
             }
             let sources = lock(&self.sources);
             for ev in events.iter() {
-                let Some(s) = sources.get(&(ev.key as u64)) else {
+                let Some(s) = sources.get(&ev.key) else {
                     continue;
                 };
                 // Errors and hang-ups wake both sides: the retried
                 // operation reports what happened.
-                if ev.readable {
-                    s.read.fire(wake);
+                if ev.readable || ev.read_closed {
+                    s.read.fire(ev.read_closed, wake);
                 }
-                if ev.writable {
-                    s.write.fire(wake);
+                if ev.writable || ev.write_closed {
+                    s.write.fire(ev.write_closed, wake);
                 }
             }
         });
     }
 
     fn notify(&self) {
-        let _ = self.poller.notify();
+        self.poller.notify();
         *lock(&self.side) = true;
         self.side_cv.notify_all();
     }
@@ -229,9 +285,8 @@ impl NetDriver {
 pub(crate) fn driver() -> &'static NetDriver {
     static DRIVER: OnceLock<&'static NetDriver> = OnceLock::new();
     DRIVER.get_or_init(|| {
-        let poller = Poller::new().unwrap_or_else(|e| {
-            panic!("corun-netpoll: cannot create the poller (epoll/kqueue): {e}")
-        });
+        let poller = Epoll::new()
+            .unwrap_or_else(|e| panic!("corun-netpoll: cannot create the poller (epoll): {e}"));
         let d: &'static NetDriver = Box::leak(Box::new(NetDriver {
             poller,
             sources: Mutex::new(HashMap::new()),

@@ -110,9 +110,11 @@ macro_rules! read_write {
     ($t:ident) => {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                self.io.io(
+                let len = buf.len();
+                self.io.io_stream(
                     $crate::io::Dir::Read,
                     corun_runtime::WaitReason::IoRead,
+                    len,
                     |mut s| std::io::Read::read(&mut s, buf),
                 )
             }
@@ -131,9 +133,10 @@ macro_rules! read_write {
 
         impl std::io::Write for &$t {
             fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.io.io(
+                self.io.io_stream(
                     $crate::io::Dir::Write,
                     corun_runtime::WaitReason::IoWrite,
+                    buf.len(),
                     |mut s| std::io::Write::write(&mut s, buf),
                 )
             }

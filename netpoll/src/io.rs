@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use corun_runtime::{WaitReason, is_coroutine, yield_point};
 
-use crate::driver::Source;
+use crate::driver::{Direction, Source};
 
 /// Which way an operation goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -119,7 +119,24 @@ impl<S: AsRawFd> Io<S> {
         let deadline = self
             .timeout(dir)
             .and_then(|t| Instant::now().checked_add(t));
-        self.io_until(dir, reason, deadline, op)
+        self.io_until(dir, reason, deadline, op, |_| false)
+    }
+
+    /// A stream read or write of `len` bytes: as [`Io::io`], and a short
+    /// transfer marks the direction drained (the socket buffer is empty,
+    /// or full), so the next call waits for the poller instead of making a
+    /// system call that would fail, as tokio does.
+    pub(crate) fn io_stream(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        len: usize,
+        op: impl FnMut(&S) -> io::Result<usize>,
+    ) -> io::Result<usize> {
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
+        self.io_until(dir, reason, deadline, op, |&n| n > 0 && n < len)
     }
 
     /// As [`Io::io`] with an explicit deadline.
@@ -129,53 +146,88 @@ impl<S: AsRawFd> Io<S> {
         reason: WaitReason,
         deadline: Option<Instant>,
         mut op: impl FnMut(&S) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
     ) -> io::Result<R> {
         yield_point();
+        let in_coroutine = is_coroutine();
         loop {
+            let direction = self.source.get().map(|s| s.direction(dir));
+            let since = direction.map(|d| d.snapshot());
+            if in_coroutine
+                && !self.nonblocking.load(Ordering::Relaxed)
+                && let (Some(d), Some(seq)) = (direction, since)
+                && !d.is_ready()
+            {
+                // It would block and nothing has happened since: wait for
+                // the poller before trying the system call again.
+                self.wait_for(d, seq, reason, deadline)?;
+                continue;
+            }
             match op(&self.inner) {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
+                Ok(r) => {
+                    if let (Some(d), Some(seq)) = (direction, since)
+                        && drained(&r)
+                    {
+                        d.clear_if_unchanged(seq);
+                    }
+                    return Ok(r);
+                }
+                Err(e) => return Err(e),
             }
             if self.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
-            self.wait(dir, reason, deadline)?;
+            if !in_coroutine {
+                self.check_deadline(deadline)?;
+                poll_one(self.inner.as_raw_fd(), dir, deadline)?;
+                continue;
+            }
+            match (direction, since) {
+                (Some(d), Some(seq)) => self.wait_for(d, seq, reason, deadline)?,
+                // First wait: register; registration reports the current
+                // readiness as an event, so starting from 0 loses nothing.
+                _ => {
+                    let d = self.registered()?.direction(dir);
+                    self.wait_for(d, 0, reason, deadline)?;
+                }
+            }
         }
     }
 
-    /// Waits until the descriptor may be ready in `dir` (or `deadline`).
-    pub(crate) fn wait(
+    fn check_deadline(&self, deadline: Option<Instant>) -> io::Result<()> {
+        match deadline {
+            Some(d) if Instant::now() >= d => Err(timed_out()),
+            _ => Ok(()),
+        }
+    }
+
+    fn wait_for(
         &self,
-        dir: Dir,
+        d: &Direction,
+        since: u64,
         reason: WaitReason,
         deadline: Option<Instant>,
     ) -> io::Result<()> {
-        if deadline.is_some_and(|d| Instant::now() >= d) {
-            return Err(timed_out());
+        self.check_deadline(deadline)?;
+        d.wait(since, deadline, reason)
+    }
+
+    /// The registration, made on first use.
+    fn registered(&self) -> io::Result<&Arc<Source>> {
+        if let Some(s) = self.source.get() {
+            return Ok(s);
         }
-        if !is_coroutine() {
-            return poll_one(self.inner.as_raw_fd(), dir, deadline);
-        }
-        let source = match self.source.get() {
-            Some(s) => s,
-            None => {
-                let s = Source::register(self.inner.as_raw_fd())?;
-                // Only this value registers its descriptor; a racing
-                // registration from another coroutine sharing `&self`
-                // loses and is undone.
-                match self.source.set(s.clone()) {
-                    Ok(()) => self.source.get().expect("just set"),
-                    Err(extra) => {
-                        extra.deregister();
-                        self.source.get().expect("set by the winner")
-                    }
-                }
+        let s = Source::register(self.inner.as_raw_fd())?;
+        // Only one value registers its descriptor; a racing registration
+        // from another coroutine sharing `&self` loses and is undone.
+        match self.source.set(s) {
+            Ok(()) => Ok(self.source.get().expect("just set")),
+            Err(extra) => {
+                extra.deregister();
+                Ok(self.source.get().expect("set by the winner"))
             }
-        };
-        match dir {
-            Dir::Read => source.read.wait(deadline, reason),
-            Dir::Write => source.write.wait(deadline, reason),
         }
     }
 }

@@ -1,7 +1,7 @@
 //! corun-netpoll: the network poller in the scheduler's idle path, and
 //! std::net-shaped sockets that park coroutines instead of threads.
 //!
-//! Idle workers block in one epoll (kqueue on BSD/macOS) with the next
+//! Idle workers block in one epoll (Linux only) with the next
 //! timer as their timeout, the way Go's `findrunnable` polls the network;
 //! readiness wakes the waiting coroutines straight from the thread that
 //! polled. Socket types keep std's shapes: `bind`, `accept`, `connect`,
@@ -17,6 +17,7 @@
 mod fdconv;
 mod addr;
 mod driver;
+mod epoll;
 mod io;
 mod pollfd;
 mod tcp;

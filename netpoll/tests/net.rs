@@ -452,3 +452,60 @@ fn io_waiters_are_not_starved_by_busy_processors() {
         s.join().unwrap();
     }
 }
+
+#[test]
+fn nonblocking_reads_in_a_coroutine_never_park() {
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut c = TcpStream::connect(addr).unwrap();
+        let (mut s, _) = listener.accept().unwrap();
+        // A blocking read that parks once marks the socket drained...
+        s.set_read_timeout(Some(Duration::from_millis(20))).unwrap();
+        assert_eq!(s.read(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+        // ...yet in non-blocking mode the next read answers at once.
+        s.set_nonblocking(true).unwrap();
+        let t = Instant::now();
+        assert_eq!(
+            s.read(&mut [0; 8]).unwrap_err().kind(),
+            ErrorKind::WouldBlock
+        );
+        assert!(t.elapsed() < Duration::from_secs(5));
+        c.write_all(b"hi").unwrap();
+        let mut buf = [0; 8];
+        let n = loop {
+            match s.read(&mut buf) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == ErrorKind::WouldBlock => corun_runtime::yield_now(),
+                Err(e) => panic!("{e}"),
+            }
+        };
+        assert_eq!(&buf[..n], b"hi");
+    });
+}
+
+#[test]
+fn the_end_of_a_stream_that_came_with_its_data_is_seen() {
+    // Data and FIN land before the first read: the short read must not
+    // mark the socket drained, or the end-of-stream read parks forever.
+    rt().block_on(|| {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        for _ in 0..20 {
+            let mut c = TcpStream::connect(addr).unwrap();
+            let (mut s, _) = listener.accept().unwrap();
+            // Park once (registers the socket), then read short once.
+            s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            assert_eq!(s.read(&mut [0; 8]).unwrap_err().kind(), ErrorKind::TimedOut);
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+            c.write_all(b"a").unwrap();
+            assert_eq!(s.read(&mut [0; 8]).unwrap(), 1);
+            c.write_all(b"tail").unwrap();
+            c.shutdown(Shutdown::Write).unwrap();
+            corun_runtime::sleep(Duration::from_millis(2));
+            let mut got = Vec::new();
+            s.read_to_end(&mut got).unwrap();
+            assert_eq!(got, b"tail");
+        }
+    });
+}
