@@ -166,3 +166,130 @@ fn metrics_endpoint_serves_prometheus_text() {
     assert!(running_or_waiting >= 7.0, "{body}");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
 }
+
+#[test]
+fn worker_pool_scales_up_and_back_down() {
+    let out = stdout(&run(
+        "worker_pool",
+        &["--jobs", "600", "--max-workers", "6"],
+    ));
+    assert!(out.contains("ok: every result checked"), "{out}");
+    let peak: usize = out
+        .split("peak ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no peak in {out}"));
+    assert!((1..=6).contains(&peak), "{out}");
+    assert!(out.contains(" -> 1 after idling"), "{out}");
+}
+
+#[test]
+fn producer_consumer_counts_every_item_once() {
+    let out = stdout(&run("producer_consumer", &["--items", "20000"]));
+    assert!(
+        out.contains("ok: every item received exactly once"),
+        "{out}"
+    );
+}
+
+#[test]
+fn pipeline_completes_and_propagates_the_first_error() {
+    let out = stdout(&run("pipeline", &["--items", "3000"]));
+    assert!(out.contains("ok: complete and checked"), "{out}");
+    let out = stdout(&run("pipeline", &["--items", "3000", "--fail-at", "777"]));
+    assert!(out.contains("item 777 cannot be processed"), "{out}");
+    assert!(out.contains("every stage stopped"), "{out}");
+}
+
+#[test]
+fn deadlines_chain_through_context() {
+    let out = stdout(&run("deadlines", &[]));
+    assert!(out.contains("slow request: Err(DeadlineExceeded)"), "{out}");
+    assert!(out.contains("silent peer: TimedOut"), "{out}");
+    assert!(out.contains("cancelled request: Err(Canceled)"), "{out}");
+}
+
+#[test]
+fn errgroup_limits_and_returns_the_first_error() {
+    let out = stdout(&run("errgroup", &["--tasks", "40", "--limit", "5"]));
+    assert!(
+        out.contains("40 finished") && out.contains("Ok(())"),
+        "{out}"
+    );
+    let out = stdout(&run(
+        "errgroup",
+        &["--tasks", "40", "--limit", "5", "--fail", "9"],
+    ));
+    assert!(out.contains("Err(\"task 9 failed\")"), "{out}");
+}
+
+#[test]
+fn rate_limiter_never_exceeds_its_rate() {
+    let out = stdout(&run(
+        "rate_limiter",
+        &["--rate", "1000", "--burst", "10", "--requests", "200"],
+    ));
+    assert!(out.contains("ok: never above the limit"), "{out}");
+}
+
+#[test]
+fn chat_broadcasts_every_line_to_every_client() {
+    let out = stdout(&run("chat", &["--clients", "30", "--messages", "10"]));
+    assert!(out.contains("received all 300 broadcasts"), "{out}");
+}
+
+#[test]
+fn http_hello_answers_keep_alive_requests() {
+    let out = stdout(&run("http_hello", &["--clients", "20", "--requests", "50"]));
+    assert!(out.contains("1000 keep-alive requests"), "{out}");
+}
+
+#[test]
+fn graceful_shutdown_drains_on_sigterm() {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut server = Command::new(example("graceful_shutdown"))
+        .args(["--addr", "127.0.0.1:0", "--work-ms", "300"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let addr = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_owned();
+    let mut busy = std::net::TcpStream::connect(&addr).unwrap();
+    let mut idle = std::net::TcpStream::connect(&addr).unwrap();
+    busy.write_all(b"in flight\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50)); // the request is running
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(server.id() as i32, libc::SIGTERM) }, 0);
+    let mut reply = String::new();
+    busy.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    busy.read_to_string(&mut reply).unwrap();
+    assert_eq!(
+        reply, "done: in flight\n",
+        "the request in flight is finished"
+    );
+    idle.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    assert_eq!(
+        idle.read(&mut [0; 8]).unwrap(),
+        0,
+        "idle connections are closed"
+    );
+    let status = server.wait().unwrap();
+    assert!(status.success(), "{status:?}");
+    let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+    assert!(rest.iter().any(|l| l.starts_with("signal 15")), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.starts_with("drained: 1 request")),
+        "{rest:?}"
+    );
+    assert!(
+        std::net::TcpStream::connect(&addr).is_err(),
+        "no longer accepting"
+    );
+}
