@@ -89,6 +89,13 @@ macro_rules! go {
 /// # Panics
 /// Only if a pinned coroutine's thread cannot be started; use
 /// [`Builder::spawn`] to get that as an error.
+///
+/// ```
+/// corun_runtime::run(|| {
+///     let h = corun_runtime::spawn(|| 6 * 7);
+///     assert_eq!(h.join().unwrap(), 42);
+/// });
+/// ```
 #[track_caller]
 pub fn spawn<F, T>(f: F) -> JoinHandle<T>
 where
@@ -99,6 +106,15 @@ where
 }
 
 /// Settings for one coroutine.
+///
+/// ```
+/// let h = corun_runtime::Builder::new()
+///     .name("worker")
+///     .stack_size(64 * 1024)
+///     .spawn(|| corun_runtime::current().unwrap().name().map(String::from))
+///     .unwrap();
+/// assert_eq!(h.join().unwrap().as_deref(), Some("worker"));
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct Builder {
     name: Option<String>,
@@ -108,11 +124,22 @@ pub struct Builder {
 
 impl Builder {
     /// Default settings: no name, the runtime's stack size, not pinned.
+    ///
+    /// ```
+    /// let h = corun_runtime::Builder::new().spawn(|| 1).unwrap();
+    /// assert_eq!(h.join().unwrap(), 1);
+    /// ```
     pub fn new() -> Builder {
         Builder::default()
     }
 
     /// Names the coroutine (shown in panics, overflow reports and dumps).
+    ///
+    /// ```
+    /// let h = corun_runtime::Builder::new().name("fetcher").spawn(|| ()).unwrap();
+    /// assert_eq!(h.name(), Some("fetcher"));
+    /// h.join().unwrap();
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Builder {
         self.name = Some(name.into());
         self
@@ -120,6 +147,15 @@ impl Builder {
 
     /// Reserves `bytes` of stack (16 KiB to 1 GiB, rounded up to pages).
     /// Pages are committed only when touched.
+    ///
+    /// ```
+    /// use corun_runtime::Builder;
+    /// // 1 MiB for deep recursion; out-of-range sizes are refused, not clamped.
+    /// let h = Builder::new().stack_size(1 << 20).spawn(|| ()).unwrap();
+    /// h.join().unwrap();
+    /// let err = Builder::new().stack_size(1 << 40).spawn(|| ()).unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Builder {
         self.stack_size = Some(bytes);
         self
@@ -128,6 +164,23 @@ impl Builder {
     /// Runs the coroutine on an OS thread of its own that it never leaves
     /// (Go's `LockOSThread`): for code that keeps `!Send` state or
     /// thread-local addresses across waits, or calls thread-affine APIs.
+    ///
+    /// ```
+    /// use std::rc::Rc;
+    /// // A pinned coroutine may keep an `Rc` (or a thread-affine handle)
+    /// // across waits: it never changes threads.
+    /// let h = corun_runtime::Builder::new()
+    ///     .pinned(true)
+    ///     .spawn(|| {
+    ///         let here = std::thread::current().id();
+    ///         let shared = Rc::new(5);
+    ///         corun_runtime::sleep(std::time::Duration::from_millis(1));
+    ///         assert_eq!(std::thread::current().id(), here);
+    ///         *shared
+    ///     })
+    ///     .unwrap();
+    /// assert_eq!(h.join().unwrap(), 5);
+    /// ```
     pub fn pinned(mut self, pinned: bool) -> Builder {
         self.pinned = pinned;
         self
@@ -136,6 +189,11 @@ impl Builder {
     /// Spawns the coroutine on the current runtime. Fails with
     /// `InvalidInput` for a stack size out of range, or if a pinned
     /// coroutine's thread cannot be started.
+    ///
+    /// ```
+    /// let h = corun_runtime::Builder::new().name("one").spawn(|| "done").unwrap();
+    /// assert_eq!(h.join().unwrap(), "done");
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(self, f: F) -> io::Result<JoinHandle<T>>
     where
@@ -211,6 +269,12 @@ fn next_id() -> u64 {
 
 /// A handle on a running coroutine, from [`current`] or
 /// [`JoinHandle::coroutine`].
+///
+/// ```
+/// let h = corun_runtime::spawn(|| corun_runtime::current().unwrap().id());
+/// let id = h.id();
+/// assert_eq!(h.join().unwrap(), id);
+/// ```
 #[derive(Clone)]
 pub struct Coroutine {
     task: TaskRef,
@@ -222,11 +286,22 @@ impl Coroutine {
     }
 
     /// Unique id.
+    ///
+    /// ```
+    /// let a = corun_runtime::spawn(|| ());
+    /// let b = corun_runtime::spawn(|| ());
+    /// assert_ne!(a.coroutine().id(), b.coroutine().id());
+    /// ```
     pub fn id(&self) -> u64 {
         self.task.header().id
     }
 
     /// Name given at spawn.
+    ///
+    /// ```
+    /// let h = corun_runtime::Builder::new().name("named").spawn(|| ()).unwrap();
+    /// assert_eq!(h.coroutine().name(), Some("named"));
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.task.header().name.as_deref()
     }
@@ -242,6 +317,12 @@ impl std::fmt::Debug for Coroutine {
 }
 
 /// The calling coroutine, or `None` on a plain thread.
+///
+/// ```
+/// assert!(corun_runtime::current().is_none()); // a plain thread
+/// let h = corun_runtime::spawn(|| corun_runtime::current().is_some());
+/// assert!(h.join().unwrap());
+/// ```
 pub fn current() -> Option<Coroutine> {
     let ptr = tls::current_task_ptr();
     if ptr.is_null() {
@@ -256,12 +337,36 @@ pub fn current() -> Option<Coroutine> {
 }
 
 /// True when called from a coroutine.
+///
+/// ```
+/// assert!(!corun_runtime::is_coroutine());
+/// assert!(corun_runtime::spawn(corun_runtime::is_coroutine).join().unwrap());
+/// ```
 pub fn is_coroutine() -> bool {
     !tls::current_task_ptr().is_null()
 }
 
 /// Lets other coroutines run; the caller goes to the back of its worker's
 /// queue. On a plain thread, yields the thread.
+///
+/// ```
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// let turns = Arc::new(AtomicUsize::new(0));
+/// let hs: Vec<_> = (0..2)
+///     .map(|_| {
+///         let turns = turns.clone();
+///         corun_runtime::spawn(move || {
+///             for _ in 0..100 {
+///                 turns.fetch_add(1, Ordering::Relaxed);
+///                 corun_runtime::yield_now();
+///             }
+///         })
+///     })
+///     .collect();
+/// hs.into_iter().for_each(|h| h.join().unwrap());
+/// assert_eq!(turns.load(Ordering::Relaxed), 200);
+/// ```
 pub fn yield_now() {
     if is_coroutine() {
         corun_stacks::fiber::suspend(sched::SUSPEND_YIELD);
@@ -273,6 +378,21 @@ pub fn yield_now() {
 /// A yield point: gives way if the coroutine's 10 ms time slice is over (or
 /// its worker thread was taken for others). Every channel, lock, timer and
 /// I/O operation calls it; call it in long loops without such operations.
+///
+/// ```
+/// // A CPU-bound loop with no channel, lock or I/O: let others run.
+/// let h = corun_runtime::spawn(|| {
+///     let mut x = 0u64;
+///     for i in 0..1_000_000u64 {
+///         x = x.wrapping_mul(31).wrapping_add(i);
+///         if i % 1024 == 0 {
+///             corun_runtime::yield_point();
+///         }
+///     }
+///     x
+/// });
+/// h.join().unwrap();
+/// ```
 #[inline]
 pub fn yield_point() {
     if sched::should_yield() {
@@ -282,6 +402,15 @@ pub fn yield_point() {
 
 /// Waits at least `d`. Parks the coroutine (the thread is free for others),
 /// or sleeps the thread outside coroutines. Never returns early.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let start = Instant::now();
+/// corun_runtime::spawn(|| corun_runtime::sleep(Duration::from_millis(5)))
+///     .join()
+///     .unwrap();
+/// assert!(start.elapsed() >= Duration::from_millis(5));
+/// ```
 pub fn sleep(d: Duration) {
     match Instant::now().checked_add(d) {
         Some(deadline) => sleep_until(deadline),
@@ -292,6 +421,13 @@ pub fn sleep(d: Duration) {
 }
 
 /// Waits until `deadline`. Never returns early.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let deadline = Instant::now() + Duration::from_millis(3);
+/// corun_runtime::sleep_until(deadline); // also works on a plain thread
+/// assert!(Instant::now() >= deadline);
+/// ```
 pub fn sleep_until(deadline: Instant) {
     while !park_deadline(WaitReason::Sleep, deadline) {}
 }
@@ -300,6 +436,15 @@ pub fn sleep_until(deadline: Instant) {
 /// without stalling other coroutines: if `f` takes more than ~20 us, sysmon
 /// hands this worker's processor to another thread, as Go does for system
 /// calls. Outside coroutines it just calls `f`.
+///
+/// ```
+/// // A blocking read from the file system, without stalling other
+/// // coroutines on this worker.
+/// let h = corun_runtime::spawn(|| {
+///     corun_runtime::blocking(|| std::fs::read_to_string("/proc/self/status"))
+/// });
+/// assert!(h.join().unwrap().unwrap().contains("Pid:"));
+/// ```
 pub fn blocking<R>(f: impl FnOnce() -> R) -> R {
     sched::in_syscall(f)
 }

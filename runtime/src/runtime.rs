@@ -13,8 +13,20 @@ static RUNTIMES: Mutex<Vec<&'static Shared>> = Mutex::new(Vec::new());
 static GLOBAL: OnceLock<Runtime> = OnceLock::new();
 
 /// Most workers a runtime accepts.
+///
+/// ```
+/// let err = corun_runtime::Runtime::builder()
+///     .workers(corun_runtime::MAX_WORKERS + 1)
+///     .build()
+///     .unwrap_err();
+/// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+/// ```
 pub const MAX_WORKERS: usize = 1024;
 /// Default cap on a runtime's worker OS threads (Go's default is 10,000).
+///
+/// ```
+/// assert!(corun_runtime::DEFAULT_MAX_THREADS >= 1000);
+/// ```
 pub const DEFAULT_MAX_THREADS: usize = 10_000;
 
 /// A scheduler instance: Ps, worker threads, sysmon.
@@ -24,11 +36,30 @@ pub const DEFAULT_MAX_THREADS: usize = 10_000;
 /// Dropping a built runtime stops its workers; coroutines that have not
 /// finished are completed with an error without running further (their
 /// joiners get `Err`), as goroutines simply stop when a Go program exits.
+///
+/// ```
+/// let rt = corun_runtime::Runtime::builder().workers(2).build().unwrap();
+/// // Inside, `spawn` and `go!` use this runtime.
+/// let answer = rt.block_on(|| corun_runtime::spawn(|| 42).join().unwrap());
+/// assert_eq!(answer, 42);
+/// drop(rt); // stops its workers
+/// ```
 pub struct Runtime {
     shared: &'static Shared,
 }
 
 /// Configures a [`Runtime`].
+///
+/// ```
+/// let rt = corun_runtime::Runtime::builder()
+///     .name("api")
+///     .workers(2)
+///     .stack_size(128 * 1024)
+///     .max_threads(64)
+///     .build()
+///     .unwrap();
+/// assert_eq!(rt.workers(), 2);
+/// ```
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeBuilder {
     workers: Option<usize>,
@@ -41,6 +72,11 @@ pub struct RuntimeBuilder {
 impl RuntimeBuilder {
     /// Number of Ps: coroutines running in parallel (Go's GOMAXPROCS).
     /// Default: `CORUN_WORKERS`, else the available parallelism.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(3).build().unwrap();
+    /// assert_eq!(rt.workers(), 3);
+    /// ```
     pub fn workers(mut self, n: usize) -> Self {
         self.workers = Some(n);
         self
@@ -48,6 +84,13 @@ impl RuntimeBuilder {
 
     /// Default stack reservation for coroutines spawned without one.
     /// Default: `CORUN_STACK_SIZE`, else `corun_stacks::DEFAULT_STACK_SIZE`.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().stack_size(1 << 20).build().unwrap();
+    /// // Deep recursion fits in the larger default.
+    /// fn depth(n: u64) -> u64 { if n == 0 { 0 } else { 1 + depth(n - 1) } }
+    /// assert_eq!(rt.block_on(|| depth(5_000)), 5_000);
+    /// ```
     pub fn stack_size(mut self, bytes: usize) -> Self {
         self.stack_size = Some(bytes);
         self
@@ -55,12 +98,22 @@ impl RuntimeBuilder {
 
     /// Cap on worker OS threads, which grow beyond `workers` only while
     /// coroutines block. Reaching it is a fatal error, as in Go.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(1).max_threads(8).build().unwrap();
+    /// rt.block_on(|| corun_runtime::blocking(|| std::thread::sleep(std::time::Duration::from_millis(1))));
+    /// ```
     pub fn max_threads(mut self, n: usize) -> Self {
         self.max_threads = Some(n);
         self
     }
 
     /// A name for thread names and error messages.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().name("ingest").build().unwrap();
+    /// assert!(format!("{rt:?}").contains("ingest"));
+    /// ```
     pub fn name(mut self, name: impl Into<String>) -> Self {
         self.name = Some(name.into());
         self
@@ -75,12 +128,22 @@ impl RuntimeBuilder {
     /// coroutine dump, and exits with status 2. Detection stays silent
     /// whenever it cannot be sure (another runtime or any foreign thread
     /// exists). `CORUN_DEADLOCK_DETECTION=0` turns it off for every runtime.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().deadlock_detection(false).build().unwrap();
+    /// rt.block_on(|| ());
+    /// ```
     pub fn deadlock_detection(mut self, on: bool) -> Self {
         self.no_deadlock_detection = !on;
         self
     }
 
     /// Starts the runtime. Fails with `InvalidInput` on nonsense settings.
+    ///
+    /// ```
+    /// let err = corun_runtime::Runtime::builder().workers(0).build().unwrap_err();
+    /// assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    /// ```
     pub fn build(self) -> io::Result<Runtime> {
         let workers = match self.workers {
             Some(n) => n,
@@ -167,6 +230,11 @@ fn env_usize(var: &str) -> Option<usize> {
 
 impl Runtime {
     /// Starts configuring a runtime.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(1).build().unwrap();
+    /// assert_eq!(rt.block_on(|| 1 + 1), 2);
+    /// ```
     pub fn builder() -> RuntimeBuilder {
         RuntimeBuilder::default()
     }
@@ -174,6 +242,15 @@ impl Runtime {
     /// Runs `f` as a coroutine of this runtime and waits for it (parking the
     /// calling coroutine, or the calling thread outside coroutines). A panic
     /// in `f` is resumed here.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(2).build().unwrap();
+    /// let v = rt.block_on(|| {
+    ///     let h = corun_runtime::spawn(|| "from a coroutine");
+    ///     h.join().unwrap()
+    /// });
+    /// assert_eq!(v, "from a coroutine");
+    /// ```
     #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
@@ -204,6 +281,13 @@ impl Runtime {
     }
 
     /// Spawns a coroutine on this runtime.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(1).build().unwrap();
+    /// // From a plain thread, onto this runtime rather than the global one.
+    /// let h = rt.spawn(|| corun_runtime::is_coroutine());
+    /// assert!(h.join().unwrap());
+    /// ```
     #[track_caller]
     pub fn spawn<F, T>(&self, f: F) -> crate::JoinHandle<T>
     where
@@ -216,11 +300,22 @@ impl Runtime {
     }
 
     /// Number of Ps.
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(2).build().unwrap();
+    /// assert_eq!(rt.workers(), 2);
+    /// ```
     pub fn workers(&self) -> usize {
         self.shared.ps.len()
     }
 
     /// Counters of this runtime (see [`crate::stats`]).
+    ///
+    /// ```
+    /// let rt = corun_runtime::Runtime::builder().workers(1).build().unwrap();
+    /// rt.block_on(|| ());
+    /// assert_eq!(rt.stats().ps, 1);
+    /// ```
     pub fn stats(&self) -> crate::Stats {
         crate::introspect::stats_of(self.shared)
     }
@@ -252,6 +347,11 @@ impl std::fmt::Debug for Runtime {
 }
 
 /// The global runtime, started on first use.
+///
+/// ```
+/// let rt = corun_runtime::global();
+/// assert_eq!(rt.block_on(|| 7), 7);
+/// ```
 pub fn global() -> &'static Runtime {
     GLOBAL.get_or_init(|| match Runtime::builder().name("global").build() {
         Ok(rt) => rt,

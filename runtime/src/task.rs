@@ -391,6 +391,15 @@ unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
 
 /// An owned permission to join a coroutine. Dropping it detaches the
 /// coroutine, which keeps running.
+///
+/// ```
+/// let h = corun_runtime::spawn(|| "result");
+/// assert_eq!(h.join().unwrap(), "result");
+/// // Dropping a handle detaches: the coroutine still runs to the end.
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// drop(corun_runtime::spawn(move || tx.send(1).unwrap()));
+/// assert_eq!(rx.recv().unwrap(), 1);
+/// ```
 pub struct JoinHandle<T> {
     task: TaskRef,
     _output: PhantomData<T>,
@@ -400,6 +409,15 @@ impl<T> JoinHandle<T> {
     /// Waits for the coroutine to finish and returns its result, or
     /// `Err(payload)` if it panicked. Parks the calling coroutine, or the
     /// calling thread outside coroutines.
+    ///
+    /// ```
+    /// let ok = corun_runtime::spawn(|| 1);
+    /// assert_eq!(ok.join().unwrap(), 1);
+    /// // A panic stays in its coroutine and comes back as `Err(payload)`.
+    /// let bad = corun_runtime::spawn(|| -> u32 { panic!("boom") });
+    /// let payload = bad.join().unwrap_err();
+    /// assert_eq!(payload.downcast_ref::<&str>(), Some(&"boom"));
+    /// ```
     pub fn join(self) -> std::thread::Result<T> {
         let header = self.task.header();
         let state = &header.state;
@@ -436,21 +454,46 @@ impl<T> JoinHandle<T> {
     }
 
     /// True once the coroutine has finished (returned or panicked).
+    ///
+    /// ```
+    /// let h = corun_runtime::spawn(|| ());
+    /// while !h.is_finished() {
+    ///     std::thread::yield_now();
+    /// }
+    /// h.join().unwrap();
+    /// ```
     pub fn is_finished(&self) -> bool {
         self.task.header().lifecycle() == COMPLETE
     }
 
     /// The coroutine's id, unique in the process.
+    ///
+    /// ```
+    /// let h = corun_runtime::spawn(|| corun_runtime::current().unwrap().id());
+    /// let id = h.id();
+    /// assert_eq!(h.join().unwrap(), id);
+    /// ```
     pub fn id(&self) -> u64 {
         self.task.header().id
     }
 
     /// The coroutine's name, if it was given one.
+    ///
+    /// ```
+    /// let h = corun_runtime::Builder::new().name("io").spawn(|| ()).unwrap();
+    /// assert_eq!(h.name(), Some("io"));
+    /// ```
     pub fn name(&self) -> Option<&str> {
         self.task.header().name.as_deref()
     }
 
     /// A handle describing the coroutine.
+    ///
+    /// ```
+    /// let h = corun_runtime::spawn(|| ());
+    /// let c = h.coroutine();
+    /// assert_eq!(c.id(), h.id());
+    /// ```
     pub fn coroutine(&self) -> crate::Coroutine {
         crate::Coroutine::from_task(self.task.clone())
     }

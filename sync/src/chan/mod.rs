@@ -159,6 +159,13 @@ pub fn after(duration: Duration) -> Receiver<Instant> {
 }
 
 /// A receiver that delivers `when` once, at `when`.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// let when = Instant::now() + Duration::from_millis(2);
+/// let r = corun_sync::chan::at(when);
+/// assert!(r.recv().unwrap() >= when);
+/// ```
 pub fn at(when: Instant) -> Receiver<Instant> {
     Receiver {
         flavor: Flavor::At(Arc::new(At::new(when)), std::convert::identity),
@@ -211,6 +218,16 @@ pub fn tick(duration: Duration) -> Receiver<Instant> {
 /// When the last sender is dropped (or any sender calls
 /// [`close`](Sender::close)), receivers drain what is buffered and then
 /// see the channel as disconnected.
+///
+/// ```
+/// use corun_sync::chan::bounded;
+/// let (s, r) = bounded::<u32>(1);
+/// let s2 = s.clone();
+/// s.send(1).unwrap();
+/// drop(s);
+/// corun_runtime::spawn(move || s2.send(2).unwrap());
+/// assert_eq!(r.iter().collect::<Vec<_>>(), [1, 2]); // ends when both are gone
+/// ```
 pub struct Sender<T> {
     chan: Arc<Chan<T>>,
 }
@@ -218,12 +235,29 @@ pub struct Sender<T> {
 impl<T> Sender<T> {
     /// Sends without blocking: fails with `Full` if the buffer is full (for
     /// a zero-capacity channel: if no receiver is waiting).
+    ///
+    /// ```
+    /// use corun_sync::chan::{TrySendError, bounded};
+    /// let (s, _r) = bounded(1);
+    /// assert!(s.try_send(1).is_ok());
+    /// assert_eq!(s.try_send(2), Err(TrySendError::Full(2)));
+    /// ```
     pub fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         self.chan.try_send(msg)
     }
 
     /// Sends, waiting for room (or, at capacity 0, for a receiver). Fails
     /// only if the channel is disconnected or closed, handing `msg` back.
+    ///
+    /// ```
+    /// use corun_sync::chan::{SendError, bounded};
+    /// let (s, r) = bounded(0);
+    /// let h = corun_runtime::spawn(move || r.recv().unwrap());
+    /// s.send("hi").unwrap(); // waits for the receiver
+    /// assert_eq!(h.join().unwrap(), "hi");
+    /// // The receiver is gone: the message comes back in the error.
+    /// assert_eq!(s.send("lost?"), Err(SendError("lost?")));
+    /// ```
     pub fn send(&self, msg: T) -> Result<(), SendError<T>> {
         self.chan.send(msg, None).map_err(|e| match e {
             SendTimeoutError::Disconnected(m) => SendError(m),
@@ -232,37 +266,86 @@ impl<T> Sender<T> {
     }
 
     /// Like [`send`](Sender::send), giving up after `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::chan::{SendTimeoutError, bounded};
+    /// let (s, _r) = bounded(0); // nobody receives
+    /// let e = s.send_timeout(5, Duration::from_millis(2)).unwrap_err();
+    /// assert_eq!(e, SendTimeoutError::Timeout(5));
+    /// ```
     pub fn send_timeout(&self, msg: T, timeout: Duration) -> Result<(), SendTimeoutError<T>> {
         self.chan.send(msg, deadline_after(timeout))
     }
 
     /// Like [`send`](Sender::send), giving up at `deadline`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (s, r) = corun_sync::chan::bounded(1);
+    /// s.send_deadline(1, Instant::now() + Duration::from_millis(5)).unwrap();
+    /// assert_eq!(r.recv(), Ok(1));
+    /// ```
     pub fn send_deadline(&self, msg: T, deadline: Instant) -> Result<(), SendTimeoutError<T>> {
         self.chan.send(msg, Some(deadline))
     }
 
     /// True if no message is buffered (always for capacity 0).
+    ///
+    /// ```
+    /// let (s, _r) = corun_sync::chan::bounded(2);
+    /// assert!(s.is_empty());
+    /// s.send(1).unwrap();
+    /// assert!(!s.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.chan.len() == 0
     }
 
     /// True if the buffer is full (always for capacity 0, never for
     /// unbounded channels).
+    ///
+    /// ```
+    /// let (s, _r) = corun_sync::chan::bounded(1);
+    /// s.send(1).unwrap();
+    /// assert!(s.is_full());
+    /// ```
     pub fn is_full(&self) -> bool {
         self.chan.is_full()
     }
 
     /// Number of buffered messages.
+    ///
+    /// ```
+    /// let (s, _r) = corun_sync::chan::unbounded();
+    /// s.send(1).unwrap();
+    /// s.send(2).unwrap();
+    /// assert_eq!(s.len(), 2);
+    /// ```
     pub fn len(&self) -> usize {
         self.chan.len()
     }
 
     /// The capacity, `None` for unbounded channels.
+    ///
+    /// ```
+    /// let (s, _r) = corun_sync::chan::bounded::<()>(8);
+    /// assert_eq!(s.capacity(), Some(8));
+    /// let (u, _r) = corun_sync::chan::unbounded::<()>();
+    /// assert_eq!(u.capacity(), None);
+    /// ```
     pub fn capacity(&self) -> Option<usize> {
         self.chan.capacity()
     }
 
     /// True if both senders belong to the same channel.
+    ///
+    /// ```
+    /// let (a, _ra) = corun_sync::chan::bounded::<()>(0);
+    /// let (b, _rb) = corun_sync::chan::bounded::<()>(0);
+    /// assert!(a.same_channel(&a.clone()));
+    /// assert!(!a.same_channel(&b));
+    /// ```
     pub fn same_channel(&self, other: &Sender<T>) -> bool {
         Arc::ptr_eq(&self.chan, &other.chan)
     }
@@ -287,6 +370,13 @@ impl<T> Sender<T> {
 
     /// True if sends fail: the channel was closed, or every receiver is
     /// gone.
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::bounded::<()>(1);
+    /// assert!(!s.is_closed());
+    /// drop(r);
+    /// assert!(s.is_closed());
+    /// ```
     pub fn is_closed(&self) -> bool {
         self.chan.is_send_closed()
     }
@@ -345,6 +435,23 @@ impl<T> Selectable for Sender<T> {
 
 /// The receiving half of a channel. Clone it for more consumers: each
 /// message goes to exactly one of them.
+///
+/// ```
+/// use corun_sync::chan::bounded;
+/// let (s, r) = bounded(16);
+/// let consumers: Vec<_> = (0..2)
+///     .map(|_| {
+///         let r = r.clone();
+///         corun_runtime::spawn(move || r.iter().count())
+///     })
+///     .collect();
+/// for i in 0..100 {
+///     s.send(i).unwrap();
+/// }
+/// drop(s);
+/// let total: usize = consumers.into_iter().map(|h| h.join().unwrap()).sum();
+/// assert_eq!(total, 100); // each message went to exactly one consumer
+/// ```
 pub struct Receiver<T> {
     flavor: Flavor<T>,
 }
@@ -360,6 +467,16 @@ enum Flavor<T> {
 
 impl<T> Receiver<T> {
     /// Receives without blocking.
+    ///
+    /// ```
+    /// use corun_sync::chan::{TryRecvError, bounded};
+    /// let (s, r) = bounded(1);
+    /// assert_eq!(r.try_recv(), Err(TryRecvError::Empty));
+    /// s.send(3).unwrap();
+    /// assert_eq!(r.try_recv(), Ok(3));
+    /// drop(s);
+    /// assert_eq!(r.try_recv(), Err(TryRecvError::Disconnected));
+    /// ```
     pub fn try_recv(&self) -> Result<T, TryRecvError> {
         match &self.flavor {
             Flavor::Chan(c) => c.try_recv(),
@@ -374,6 +491,13 @@ impl<T> Receiver<T> {
 
     /// Receives, waiting for a message. Fails once the channel is empty and
     /// disconnected (all senders gone, or closed).
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::bounded(0);
+    /// corun_runtime::spawn(move || s.send("ping").unwrap());
+    /// assert_eq!(r.recv(), Ok("ping"));
+    /// assert!(r.recv().is_err()); // sender gone: disconnected
+    /// ```
     pub fn recv(&self) -> Result<T, RecvError> {
         self.recv_inner(None).map_err(|e| match e {
             RecvTimeoutError::Disconnected => RecvError,
@@ -382,11 +506,25 @@ impl<T> Receiver<T> {
     }
 
     /// Like [`recv`](Receiver::recv), giving up after `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::chan::{RecvTimeoutError, bounded};
+    /// let (_s, r) = bounded::<u8>(1);
+    /// assert_eq!(r.recv_timeout(Duration::from_millis(2)), Err(RecvTimeoutError::Timeout));
+    /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
         self.recv_inner(deadline_after(timeout))
     }
 
     /// Like [`recv`](Receiver::recv), giving up at `deadline`.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// let (s, r) = corun_sync::chan::bounded(1);
+    /// s.send(9).unwrap();
+    /// assert_eq!(r.recv_deadline(Instant::now() + Duration::from_secs(1)), Ok(9));
+    /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
         self.recv_inner(Some(deadline))
     }
@@ -405,11 +543,24 @@ impl<T> Receiver<T> {
     }
 
     /// True if nothing can be received now.
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::bounded(1);
+    /// assert!(r.is_empty());
+    /// s.send(()).unwrap();
+    /// assert!(!r.is_empty());
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// True if the buffer is full (always for capacity 0 and `never()`).
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::bounded(1);
+    /// s.send(()).unwrap();
+    /// assert!(r.is_full());
+    /// ```
     pub fn is_full(&self) -> bool {
         match &self.flavor {
             Flavor::Chan(c) => c.is_full(),
@@ -419,6 +570,12 @@ impl<T> Receiver<T> {
     }
 
     /// Number of messages that can be received now.
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::bounded(4);
+    /// s.send(1).unwrap();
+    /// assert_eq!(r.len(), 1);
+    /// ```
     pub fn len(&self) -> usize {
         match &self.flavor {
             Flavor::Chan(c) => c.len(),
@@ -430,6 +587,12 @@ impl<T> Receiver<T> {
 
     /// The capacity: `None` for unbounded channels, `Some(1)` for timer
     /// channels, `Some(0)` for `never()`.
+    ///
+    /// ```
+    /// let (_s, r) = corun_sync::chan::bounded::<u8>(3);
+    /// assert_eq!(r.capacity(), Some(3));
+    /// assert_eq!(corun_sync::chan::never::<u8>().capacity(), Some(0));
+    /// ```
     pub fn capacity(&self) -> Option<usize> {
         match &self.flavor {
             Flavor::Chan(c) => c.capacity(),
@@ -440,16 +603,35 @@ impl<T> Receiver<T> {
 
     /// A blocking iterator: yields messages until the channel is empty and
     /// disconnected.
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::unbounded();
+    /// corun_runtime::spawn(move || (1..=3).for_each(|i| s.send(i).unwrap()));
+    /// assert_eq!(r.iter().sum::<i32>(), 6); // Go's `for v := range ch`
+    /// ```
     pub fn iter(&self) -> Iter<'_, T> {
         Iter { receiver: self }
     }
 
     /// A non-blocking iterator over the messages available now.
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::unbounded();
+    /// s.send(1).unwrap();
+    /// s.send(2).unwrap();
+    /// assert_eq!(r.try_iter().collect::<Vec<_>>(), [1, 2]); // s is still open
+    /// ```
     pub fn try_iter(&self) -> TryIter<'_, T> {
         TryIter { receiver: self }
     }
 
     /// True if both receivers belong to the same channel.
+    ///
+    /// ```
+    /// let (_s, r) = corun_sync::chan::bounded::<()>(0);
+    /// assert!(r.same_channel(&r.clone()));
+    /// assert!(!r.same_channel(&corun_sync::chan::never()));
+    /// ```
     pub fn same_channel(&self, other: &Receiver<T>) -> bool {
         match (&self.flavor, &other.flavor) {
             (Flavor::Chan(a), Flavor::Chan(b)) => Arc::ptr_eq(a, b),
@@ -462,6 +644,14 @@ impl<T> Receiver<T> {
 
     /// True if the channel was closed or every sender is gone: once the
     /// buffer is drained, receives fail. Timer channels never close.
+    ///
+    /// ```
+    /// let (s, r) = corun_sync::chan::bounded(1);
+    /// s.send(1).unwrap();
+    /// s.close();
+    /// assert!(r.is_closed());
+    /// assert_eq!(r.recv(), Ok(1)); // still drains what was buffered
+    /// ```
     pub fn is_closed(&self) -> bool {
         match &self.flavor {
             Flavor::Chan(c) => c.is_closed(),
@@ -566,6 +756,15 @@ impl<T> Selectable for Receiver<T> {
 }
 
 /// Blocking iterator returned by [`Receiver::iter`].
+///
+/// ```
+/// let (s, r) = corun_sync::chan::bounded(2);
+/// s.send('a').unwrap();
+/// drop(s);
+/// let mut it = r.iter();
+/// assert_eq!(it.next(), Some('a'));
+/// assert_eq!(it.next(), None);
+/// ```
 pub struct Iter<'a, T> {
     receiver: &'a Receiver<T>,
 }
@@ -586,6 +785,11 @@ impl<T> fmt::Debug for Iter<'_, T> {
 }
 
 /// Non-blocking iterator returned by [`Receiver::try_iter`].
+///
+/// ```
+/// let (_s, r) = corun_sync::chan::bounded::<u8>(2);
+/// assert_eq!(r.try_iter().next(), None); // empty now, not closed
+/// ```
 pub struct TryIter<'a, T> {
     receiver: &'a Receiver<T>,
 }
@@ -604,6 +808,15 @@ impl<T> fmt::Debug for TryIter<'_, T> {
 }
 
 /// Owning blocking iterator (`for msg in receiver`).
+///
+/// ```
+/// let (s, r) = corun_sync::chan::bounded(2);
+/// s.send(1).unwrap();
+/// drop(s);
+/// for v in r {
+///     assert_eq!(v, 1);
+/// }
+/// ```
 pub struct IntoIter<T> {
     receiver: Receiver<T>,
 }
