@@ -1,0 +1,3 @@
+module corunpeers/go
+
+go 1.27
