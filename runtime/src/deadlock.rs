@@ -59,6 +59,15 @@ fn dead_snapshot(shared: &'static Shared) -> Option<u64> {
     if outside == 0 {
         return None;
     }
+    // Cheap signs of life first: the census below walks every coroutine
+    // under the registry locks, which a million sleepers would pay for on
+    // every sysmon round.
+    if shared.npidle() != shared.ps.len()
+        || shared.work_queued()
+        || shared.ps.iter().any(|p| p.timers.len() > 0)
+    {
+        return None;
+    }
     let stats = crate::introspect::stats_of(shared);
     let quiet = stats.running == 0
         && stats.runnable == 0

@@ -109,9 +109,15 @@ fn child(which: &str) {
                         }
                     })
                     .unwrap();
-                sleep(Duration::from_millis(50));
-                // SAFETY: sending a signal to our own process.
-                unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
+                // Signal from another coroutine, so `main` is surely
+                // parked in its sleep when the dump is taken.
+                let _signaller = Builder::new()
+                    .spawn(|| {
+                        sleep(Duration::from_millis(50));
+                        // SAFETY: sending a signal to our own process.
+                        unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
+                    })
+                    .unwrap();
                 sleep(Duration::from_secs(30));
             });
             println!("unreachable: SIGQUIT did not end the process");
