@@ -271,6 +271,17 @@ unsafe impl<T: ?Sized + Send> Send for Mutex<T> {}
 unsafe impl<T: ?Sized + Send> Sync for Mutex<T> {}
 
 /// Proof of holding a [`Mutex`]; unlocks when dropped. Derefs to the data.
+///
+/// ```
+/// let m = corun_sync::sync::Mutex::new(vec![1]);
+/// {
+///     let mut guard = m.lock().unwrap();
+///     guard.push(2);
+///     // A corun guard may be held across a wait.
+///     corun_runtime::sleep(std::time::Duration::from_millis(1));
+/// } // unlocked here
+/// assert_eq!(*m.lock().unwrap(), [1, 2]);
+/// ```
 #[must_use = "if unused the Mutex will immediately unlock"]
 pub struct MutexGuard<'a, T: ?Sized + 'a> {
     lock: &'a Mutex<T>,
@@ -281,6 +292,12 @@ pub struct MutexGuard<'a, T: ?Sized + 'a> {
 
 impl<T> Mutex<T> {
     /// A new unlocked mutex.
+    ///
+    /// ```
+    /// static COUNT: corun_sync::sync::Mutex<u32> = corun_sync::sync::Mutex::new(0);
+    /// *COUNT.lock().unwrap() += 1;
+    /// assert_eq!(*COUNT.lock().unwrap(), 1);
+    /// ```
     pub const fn new(value: T) -> Mutex<T> {
         Mutex {
             raw: RawMutex::new(),
@@ -291,6 +308,11 @@ impl<T> Mutex<T> {
 
     /// Consumes the mutex, returning the data (`Err` if poisoned, with the
     /// data inside).
+    ///
+    /// ```
+    /// let m = corun_sync::sync::Mutex::new(String::from("owned"));
+    /// assert_eq!(m.into_inner().unwrap(), "owned");
+    /// ```
     pub fn into_inner(self) -> LockResult<T> {
         let poisoned = self.poison.get();
         poison::map_result(poisoned, self.data.into_inner())
@@ -304,6 +326,24 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `Err(PoisonError)` if a holder panicked; the error holds the guard.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use corun_sync::sync::Mutex;
+    /// let n = Arc::new(Mutex::new(0));
+    /// let hs: Vec<_> = (0..8)
+    ///     .map(|_| {
+    ///         let n = n.clone();
+    ///         corun_runtime::spawn(move || {
+    ///             for _ in 0..1000 {
+    ///                 *n.lock().unwrap() += 1; // parks while another holds it
+    ///             }
+    ///         })
+    ///     })
+    ///     .collect();
+    /// hs.into_iter().for_each(|h| h.join().unwrap());
+    /// assert_eq!(*n.lock().unwrap(), 8000);
+    /// ```
     #[inline]
     pub fn lock(&self) -> LockResult<MutexGuard<'_, T>> {
         yield_point();
@@ -326,6 +366,14 @@ impl<T: ?Sized> Mutex<T> {
     /// drop(g);
     /// assert_eq!(*m.try_lock().unwrap(), 1);
     /// ```
+    ///
+    /// ```
+    /// let m = corun_sync::sync::Mutex::new(1);
+    /// let held = m.lock().unwrap();
+    /// assert!(m.try_lock().is_err()); // WouldBlock
+    /// drop(held);
+    /// assert_eq!(*m.try_lock().unwrap(), 1);
+    /// ```
     #[inline]
     pub fn try_lock(&self) -> TryLockResult<MutexGuard<'_, T>> {
         if self.raw.try_lock() {
@@ -346,11 +394,36 @@ impl<T: ?Sized> Mutex<T> {
     }
 
     /// True if a holder panicked.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let m = Arc::new(corun_sync::sync::Mutex::new(0));
+    /// let m2 = m.clone();
+    /// let _ = corun_runtime::spawn(move || {
+    ///     let _guard = m2.lock().unwrap();
+    ///     panic!("while holding the lock");
+    /// })
+    /// .join();
+    /// assert!(m.is_poisoned());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.poison.get()
     }
 
     /// Clears the poison flag.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let m = Arc::new(corun_sync::sync::Mutex::new(0));
+    /// let m2 = m.clone();
+    /// let _ = corun_runtime::spawn(move || {
+    ///     let _guard = m2.lock().unwrap();
+    ///     panic!("poison it");
+    /// })
+    /// .join();
+    /// m.clear_poison();
+    /// assert!(!m.is_poisoned());
+    /// ```
     pub fn clear_poison(&self) {
         self.poison.clear();
     }
@@ -359,6 +432,12 @@ impl<T: ?Sized> Mutex<T> {
     ///
     /// # Errors
     /// `Err` if poisoned; the error holds the reference.
+    ///
+    /// ```
+    /// let mut m = corun_sync::sync::Mutex::new(1);
+    /// *m.get_mut().unwrap() = 2; // no locking: `&mut` proves exclusivity
+    /// assert_eq!(*m.lock().unwrap(), 2);
+    /// ```
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
         let poisoned = self.poison.get();
         poison::map_result(poisoned, self.data.get_mut())

@@ -39,6 +39,15 @@ pub struct Semaphore {
 }
 
 /// Permits taken from a [`Semaphore`]; given back when dropped.
+///
+/// ```
+/// let sem = corun_sync::sync::Semaphore::new(1);
+/// {
+///     let _permit = sem.acquire();
+///     assert_eq!(sem.available_permits(), 0);
+/// } // returned on drop
+/// assert_eq!(sem.available_permits(), 1);
+/// ```
 #[must_use = "dropping the permit releases it at once"]
 pub struct SemaphorePermit<'a> {
     sem: &'a Semaphore,
@@ -46,6 +55,15 @@ pub struct SemaphorePermit<'a> {
 }
 
 /// Permits taken from a [`Semaphore`] in an `Arc`; given back when dropped.
+///
+/// ```
+/// use std::sync::Arc;
+/// let sem = Arc::new(corun_sync::sync::Semaphore::new(2));
+/// let permit = sem.clone().acquire_owned();
+/// // An owned permit can move into a coroutine.
+/// corun_runtime::spawn(move || drop(permit)).join().unwrap();
+/// assert_eq!(sem.available_permits(), 2);
+/// ```
 #[must_use = "dropping the permit releases it at once"]
 pub struct OwnedSemaphorePermit {
     sem: Arc<Semaphore>,
@@ -54,12 +72,22 @@ pub struct OwnedSemaphorePermit {
 
 impl Semaphore {
     /// The largest number of permits a semaphore can hold.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(corun_sync::sync::Semaphore::MAX_PERMITS);
+    /// assert_eq!(sem.available_permits(), corun_sync::sync::Semaphore::MAX_PERMITS);
+    /// ```
     pub const MAX_PERMITS: usize = usize::MAX >> 2;
 
     /// A semaphore with `permits` permits.
     ///
     /// # Panics
     /// If `permits` exceeds [`Semaphore::MAX_PERMITS`].
+    ///
+    /// ```
+    /// static LIMIT: corun_sync::sync::Semaphore = corun_sync::sync::Semaphore::new(4);
+    /// assert_eq!(LIMIT.available_permits(), 4);
+    /// ```
     pub const fn new(permits: usize) -> Semaphore {
         assert!(permits <= Self::MAX_PERMITS, "corun: too many permits");
         Semaphore {
@@ -69,11 +97,38 @@ impl Semaphore {
     }
 
     /// Permits available now.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(3);
+    /// let _two = sem.acquire_many(2);
+    /// assert_eq!(sem.available_permits(), 1);
+    /// ```
     pub fn available_permits(&self) -> usize {
         self.state.load(Ordering::Acquire) >> SHIFT
     }
 
     /// Takes one permit, waiting for it. A yield point.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use corun_sync::sync::Semaphore;
+    /// // At most 2 of 10 coroutines inside at once.
+    /// let sem = Arc::new(Semaphore::new(2));
+    /// let inside = Arc::new(AtomicUsize::new(0));
+    /// let hs: Vec<_> = (0..10)
+    ///     .map(|_| {
+    ///         let (sem, inside) = (sem.clone(), inside.clone());
+    ///         corun_runtime::spawn(move || {
+    ///             let _p = sem.acquire();
+    ///             assert!(inside.fetch_add(1, Ordering::SeqCst) < 2);
+    ///             corun_runtime::yield_now();
+    ///             inside.fetch_sub(1, Ordering::SeqCst);
+    ///         })
+    ///     })
+    ///     .collect();
+    /// hs.into_iter().for_each(|h| h.join().unwrap());
+    /// ```
     pub fn acquire(&self) -> SemaphorePermit<'_> {
         self.acquire_many(1)
     }
@@ -83,6 +138,12 @@ impl Semaphore {
     ///
     /// # Panics
     /// If `n` exceeds [`Semaphore::MAX_PERMITS`].
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(5);
+    /// let p = sem.acquire_many(3);
+    /// assert_eq!(p.num_permits(), 3);
+    /// ```
     pub fn acquire_many(&self, n: usize) -> SemaphorePermit<'_> {
         yield_point();
         self.acquire_raw(n, None);
@@ -90,6 +151,13 @@ impl Semaphore {
     }
 
     /// Takes one permit, waiting at most `timeout`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let sem = corun_sync::sync::Semaphore::new(1);
+    /// let _held = sem.acquire();
+    /// assert!(sem.acquire_timeout(Duration::from_millis(2)).is_none());
+    /// ```
     pub fn acquire_timeout(&self, timeout: Duration) -> Option<SemaphorePermit<'_>> {
         yield_point();
         let deadline = Instant::now().checked_add(timeout);
@@ -98,17 +166,38 @@ impl Semaphore {
     }
 
     /// Takes one permit if one is free and nobody is queued.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(1);
+    /// let p = sem.try_acquire().unwrap();
+    /// assert!(sem.try_acquire().is_none());
+    /// drop(p);
+    /// ```
     pub fn try_acquire(&self) -> Option<SemaphorePermit<'_>> {
         self.try_acquire_many(1)
     }
 
     /// Takes `n` permits if they are free and nobody is queued.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(2);
+    /// assert!(sem.try_acquire_many(3).is_none());
+    /// assert!(sem.try_acquire_many(2).is_some());
+    /// ```
     pub fn try_acquire_many(&self, n: usize) -> Option<SemaphorePermit<'_>> {
         self.try_fast(n).then(|| SemaphorePermit { sem: self, n })
     }
 
     /// Like [`acquire`](Semaphore::acquire), for a semaphore in an `Arc`:
     /// the permit owns a reference and can outlive the borrow.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(corun_sync::sync::Semaphore::new(1));
+    /// let p = sem.clone().acquire_owned();
+    /// assert_eq!(sem.available_permits(), 0);
+    /// drop(p);
+    /// ```
     pub fn acquire_owned(self: Arc<Self>) -> OwnedSemaphorePermit {
         yield_point();
         self.acquire_raw(1, None);
@@ -117,6 +206,12 @@ impl Semaphore {
 
     /// Like [`try_acquire`](Semaphore::try_acquire), for a semaphore in an
     /// `Arc`.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(corun_sync::sync::Semaphore::new(0));
+    /// assert!(sem.try_acquire_owned().is_none());
+    /// ```
     pub fn try_acquire_owned(self: Arc<Self>) -> Option<OwnedSemaphorePermit> {
         self.try_fast(1)
             .then(|| OwnedSemaphorePermit { sem: self, n: 1 })
@@ -126,11 +221,23 @@ impl Semaphore {
     ///
     /// # Panics
     /// If the total would exceed [`Semaphore::MAX_PERMITS`].
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(0);
+    /// sem.add_permits(2);
+    /// assert_eq!(sem.available_permits(), 2);
+    /// ```
     pub fn add_permits(&self, n: usize) {
         self.release(n);
     }
 
     /// Removes up to `n` free permits; returns how many were removed.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(3);
+    /// assert_eq!(sem.forget_permits(5), 3); // only the free ones
+    /// assert_eq!(sem.available_permits(), 0);
+    /// ```
     pub fn forget_permits(&self, n: usize) -> usize {
         let mut s = self.state.load(Ordering::Relaxed);
         loop {
@@ -314,11 +421,22 @@ impl fmt::Debug for Semaphore {
 
 impl SemaphorePermit<'_> {
     /// How many permits this holds.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(4);
+    /// assert_eq!(sem.acquire_many(4).num_permits(), 4);
+    /// ```
     pub fn num_permits(&self) -> usize {
         self.n
     }
 
     /// Drops the permit without giving it back.
+    ///
+    /// ```
+    /// let sem = corun_sync::sync::Semaphore::new(2);
+    /// sem.acquire().forget(); // not returned: the semaphore shrinks
+    /// assert_eq!(sem.available_permits(), 1);
+    /// ```
     pub fn forget(mut self) {
         self.n = 0;
     }
@@ -340,11 +458,24 @@ impl fmt::Debug for SemaphorePermit<'_> {
 
 impl OwnedSemaphorePermit {
     /// How many permits this holds.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(corun_sync::sync::Semaphore::new(2));
+    /// assert_eq!(sem.clone().acquire_owned().num_permits(), 1);
+    /// ```
     pub fn num_permits(&self) -> usize {
         self.n
     }
 
     /// Drops the permit without giving it back.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let sem = Arc::new(corun_sync::sync::Semaphore::new(2));
+    /// sem.clone().acquire_owned().forget();
+    /// assert_eq!(sem.available_permits(), 1);
+    /// ```
     pub fn forget(mut self) {
         self.n = 0;
     }
