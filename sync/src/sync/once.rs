@@ -47,6 +47,11 @@ pub struct Once {
 }
 
 /// Passed to [`Once::call_once_force`]'s closure.
+///
+/// ```
+/// let once = corun_sync::sync::Once::new();
+/// once.call_once_force(|state| assert!(!state.is_poisoned()));
+/// ```
 #[derive(Debug)]
 pub struct OnceState {
     poisoned: bool,
@@ -54,6 +59,15 @@ pub struct OnceState {
 
 impl OnceState {
     /// True if an earlier closure panicked.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let once = Arc::new(corun_sync::sync::Once::new());
+    /// let o = once.clone();
+    /// let _ = corun_runtime::spawn(move || o.call_once(|| panic!("first try fails"))).join();
+    /// once.call_once_force(|state| assert!(state.is_poisoned()));
+    /// assert!(once.is_completed());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.poisoned
     }
@@ -76,6 +90,12 @@ impl Drop for Finish<'_> {
 
 impl Once {
     /// A `Once` that has not run.
+    ///
+    /// ```
+    /// static INIT: corun_sync::sync::Once = corun_sync::sync::Once::new();
+    /// INIT.call_once(|| {});
+    /// assert!(INIT.is_completed());
+    /// ```
     pub const fn new() -> Once {
         Once {
             state: AtomicU8::new(INCOMPLETE),
@@ -88,6 +108,21 @@ impl Once {
     ///
     /// # Panics
     /// If the `Once` is poisoned (an earlier closure panicked).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// let once = Arc::new(corun_sync::sync::Once::new());
+    /// let runs = Arc::new(AtomicUsize::new(0));
+    /// let hs: Vec<_> = (0..8)
+    ///     .map(|_| {
+    ///         let (once, runs) = (once.clone(), runs.clone());
+    ///         corun_runtime::spawn(move || once.call_once(|| { runs.fetch_add(1, Ordering::SeqCst); }))
+    ///     })
+    ///     .collect();
+    /// hs.into_iter().for_each(|h| h.join().unwrap());
+    /// assert_eq!(runs.load(Ordering::SeqCst), 1);
+    /// ```
     #[inline]
     pub fn call_once<F: FnOnce()>(&self, f: F) {
         if self.is_completed() {
@@ -99,6 +134,12 @@ impl Once {
 
     /// Like [`call_once`](Once::call_once), but runs even if poisoned
     /// (telling the closure so).
+    ///
+    /// ```
+    /// let once = corun_sync::sync::Once::new();
+    /// once.call_once_force(|_| {});
+    /// assert!(once.is_completed());
+    /// ```
     pub fn call_once_force<F: FnOnce(&OnceState)>(&self, f: F) {
         if self.is_completed() {
             return;
@@ -108,6 +149,13 @@ impl Once {
     }
 
     /// True once a call has completed (without panicking).
+    ///
+    /// ```
+    /// let once = corun_sync::sync::Once::new();
+    /// assert!(!once.is_completed());
+    /// once.call_once(|| {});
+    /// assert!(once.is_completed());
+    /// ```
     #[inline]
     pub fn is_completed(&self) -> bool {
         self.state.load(Ordering::Acquire) == COMPLETE
@@ -117,6 +165,15 @@ impl Once {
     ///
     /// # Panics
     /// If the `Once` is, or becomes, poisoned.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let once = Arc::new(corun_sync::sync::Once::new());
+    /// let o = once.clone();
+    /// let waiter = corun_runtime::spawn(move || o.wait()); // parks until done
+    /// once.call_once(|| {});
+    /// waiter.join().unwrap();
+    /// ```
     pub fn wait(&self) {
         loop {
             match self.state.load(Ordering::Acquire) {
@@ -215,6 +272,11 @@ unsafe impl<T: Send> Send for OnceLock<T> {}
 
 impl<T> OnceLock<T> {
     /// An empty cell.
+    ///
+    /// ```
+    /// static CONFIG: corun_sync::sync::OnceLock<String> = corun_sync::sync::OnceLock::new();
+    /// assert_eq!(CONFIG.get_or_init(|| "loaded".into()), "loaded");
+    /// ```
     pub const fn new() -> OnceLock<T> {
         OnceLock {
             once: Once::new(),
@@ -223,6 +285,13 @@ impl<T> OnceLock<T> {
     }
 
     /// The value, if set.
+    ///
+    /// ```
+    /// let cell = corun_sync::sync::OnceLock::new();
+    /// assert_eq!(cell.get(), None);
+    /// cell.set(3).unwrap();
+    /// assert_eq!(cell.get(), Some(&3));
+    /// ```
     #[inline]
     pub fn get(&self) -> Option<&T> {
         if self.once.is_completed() {
@@ -236,6 +305,13 @@ impl<T> OnceLock<T> {
     }
 
     /// Mutable access to the value, if set.
+    ///
+    /// ```
+    /// let mut cell = corun_sync::sync::OnceLock::new();
+    /// cell.set(1).unwrap();
+    /// *cell.get_mut().unwrap() += 1;
+    /// assert_eq!(cell.get(), Some(&2));
+    /// ```
     pub fn get_mut(&mut self) -> Option<&mut T> {
         if self.once.is_completed() {
             // SAFETY: initialised (completed), and `&mut self` is unique.
@@ -246,6 +322,15 @@ impl<T> OnceLock<T> {
     }
 
     /// Waits until the value is set by someone, then returns it.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let cell = Arc::new(corun_sync::sync::OnceLock::new());
+    /// let c = cell.clone();
+    /// let reader = corun_runtime::spawn(move || *c.wait()); // parks until set
+    /// cell.set(42).unwrap();
+    /// assert_eq!(reader.join().unwrap(), 42);
+    /// ```
     pub fn wait(&self) -> &T {
         loop {
             if let Some(v) = self.get() {
@@ -261,6 +346,12 @@ impl<T> OnceLock<T> {
     ///
     /// # Errors
     /// The value back if the cell was already set.
+    ///
+    /// ```
+    /// let cell = corun_sync::sync::OnceLock::new();
+    /// assert_eq!(cell.set(1), Ok(()));
+    /// assert_eq!(cell.set(2), Err(2)); // already set: the value comes back
+    /// ```
     pub fn set(&self, value: T) -> Result<(), T> {
         let mut value = Some(value);
         self.get_or_init(|| value.take().expect("taken once"));
@@ -272,6 +363,12 @@ impl<T> OnceLock<T> {
 
     /// The value, initialised with `f` if empty. Concurrent callers park
     /// until the one running `f` is done.
+    ///
+    /// ```
+    /// let cell = corun_sync::sync::OnceLock::new();
+    /// assert_eq!(*cell.get_or_init(|| 5), 5);
+    /// assert_eq!(*cell.get_or_init(|| 6), 5);
+    /// ```
     pub fn get_or_init<F: FnOnce() -> T>(&self, f: F) -> &T {
         if let Some(v) = self.get() {
             return v;
@@ -287,11 +384,24 @@ impl<T> OnceLock<T> {
     }
 
     /// Consumes the cell, returning the value if set.
+    ///
+    /// ```
+    /// let cell = corun_sync::sync::OnceLock::new();
+    /// cell.set("v").unwrap();
+    /// assert_eq!(cell.into_inner(), Some("v"));
+    /// ```
     pub fn into_inner(mut self) -> Option<T> {
         self.take()
     }
 
     /// Empties the cell, returning the value if set.
+    ///
+    /// ```
+    /// let mut cell = corun_sync::sync::OnceLock::new();
+    /// cell.set(7).unwrap();
+    /// assert_eq!(cell.take(), Some(7));
+    /// assert_eq!(cell.get(), None);
+    /// ```
     pub fn take(&mut self) -> Option<T> {
         if self.once.is_completed() {
             self.once = Once::new();
