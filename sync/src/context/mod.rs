@@ -60,6 +60,15 @@ pub use self::errgroup::ErrGroup;
 
 /// Why a context is done: Go's `context.Canceled` and
 /// `context.DeadlineExceeded`.
+///
+/// ```
+/// use std::time::Duration;
+/// use corun_sync::context::{Context, ContextError};
+/// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(1));
+/// let _ = ctx.done().recv(); // closed at the deadline
+/// assert_eq!(ctx.err(), Some(ContextError::DeadlineExceeded));
+/// assert_eq!(ContextError::DeadlineExceeded.to_string(), "context deadline exceeded");
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum ContextError {
     /// Its `CancelFn` (or an ancestor's) was called.
@@ -185,6 +194,27 @@ enum Node {
 /// Carries cancellation, a deadline and values across API boundaries and
 /// between coroutines (Go's `context.Context`). See the
 /// [module docs](self).
+///
+/// ```
+/// use corun_sync::context::Context;
+/// use corun_sync::select;
+/// let (ctx, cancel) = Context::background().with_cancel();
+/// let worker = {
+///     let ctx = ctx.clone();
+///     corun_runtime::spawn(move || {
+///         let mut rounds = 0;
+///         loop {
+///             select! {
+///                 recv(ctx.done()) -> _ => return rounds,
+///                 default(std::time::Duration::from_millis(1)) => rounds += 1,
+///             }
+///         }
+///     })
+/// };
+/// corun_runtime::sleep(std::time::Duration::from_millis(5));
+/// cancel.cancel();
+/// assert!(worker.join().unwrap() >= 1);
+/// ```
 #[derive(Clone)]
 pub struct Context {
     node: Arc<Node>,
@@ -192,6 +222,12 @@ pub struct Context {
 
 /// Cancels the context it came with (and its descendants). Idempotent and
 /// cheap to clone; dropping it does not cancel.
+///
+/// ```
+/// let (ctx, cancel) = corun_sync::context::Context::background().with_cancel();
+/// drop(cancel); // dropping it does not cancel: call `cancel()`
+/// assert!(ctx.err().is_none());
+/// ```
 #[derive(Clone)]
 pub struct CancelFn {
     core: Arc<Core>,
@@ -199,6 +235,15 @@ pub struct CancelFn {
 
 impl CancelFn {
     /// Cancels with [`ContextError::Canceled`] (no effect if already done).
+    ///
+    /// ```
+    /// use corun_sync::context::{Context, ContextError};
+    /// let (parent, cancel) = Context::background().with_cancel();
+    /// let (child, _c) = parent.with_cancel();
+    /// cancel.cancel();
+    /// cancel.cancel(); // idempotent
+    /// assert_eq!(child.err(), Some(ContextError::Canceled));
+    /// ```
     pub fn cancel(&self) {
         self.core.cancel(ContextError::Canceled);
     }
@@ -214,6 +259,11 @@ impl fmt::Debug for CancelFn {
 
 impl Context {
     /// The root context: never cancelled, no deadline, no values.
+    ///
+    /// ```
+    /// let ctx = corun_sync::context::Context::background();
+    /// assert!(ctx.err().is_none() && ctx.deadline().is_none());
+    /// ```
     pub fn background() -> Context {
         static BACKGROUND: std::sync::OnceLock<Context> = std::sync::OnceLock::new();
         BACKGROUND
@@ -243,6 +293,16 @@ impl Context {
     /// A child that is also cancelled, with
     /// [`ContextError::DeadlineExceeded`], at `deadline`. If this context's
     /// deadline is earlier, the child simply inherits it.
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    /// use corun_sync::context::Context;
+    /// let soon = Instant::now() + Duration::from_secs(1);
+    /// let (parent, _a) = Context::background().with_deadline(soon);
+    /// // A later deadline on the child is capped by the parent's.
+    /// let (child, _b) = parent.with_deadline(soon + Duration::from_secs(60));
+    /// assert_eq!(child.deadline(), Some(soon));
+    /// ```
     pub fn with_deadline(&self, deadline: Instant) -> (Context, CancelFn) {
         match self.deadline() {
             Some(d) if d <= deadline => self.derive(None),
@@ -251,6 +311,14 @@ impl Context {
     }
 
     /// [`with_deadline`](Context::with_deadline)`(now + timeout)`.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::context::{Context, ContextError};
+    /// let (ctx, _cancel) = Context::background().with_timeout(Duration::from_millis(2));
+    /// assert!(ctx.done().recv().is_err()); // closed when it expires
+    /// assert_eq!(ctx.err(), Some(ContextError::DeadlineExceeded));
+    /// ```
     pub fn with_timeout(&self, timeout: Duration) -> (Context, CancelFn) {
         match Instant::now().checked_add(timeout) {
             Some(d) => self.with_deadline(d),
@@ -338,6 +406,13 @@ impl Context {
     /// `select!`. For a context that can never be cancelled
     /// ([`background`](Context::background) and its value children), a
     /// channel that never delivers.
+    ///
+    /// ```
+    /// let (ctx, cancel) = corun_sync::context::Context::background().with_cancel();
+    /// assert!(ctx.done().try_recv().is_err());
+    /// cancel.cancel();
+    /// assert!(ctx.done().recv().is_err()); // disconnected: cancelled
+    /// ```
     pub fn done(&self) -> Receiver<()> {
         match self.core() {
             Some(core) => core.done_rx.clone(),
@@ -346,11 +421,27 @@ impl Context {
     }
 
     /// `None` while the context is live; afterwards why it ended.
+    ///
+    /// ```
+    /// use corun_sync::context::{Context, ContextError};
+    /// let (ctx, cancel) = Context::background().with_cancel();
+    /// assert_eq!(ctx.err(), None);
+    /// cancel.cancel();
+    /// assert_eq!(ctx.err(), Some(ContextError::Canceled));
+    /// ```
     pub fn err(&self) -> Option<ContextError> {
         self.core().and_then(|c| c.err())
     }
 
     /// When the context expires, if it (or an ancestor) has a deadline.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::context::Context;
+    /// let (ctx, _c) = Context::background().with_timeout(Duration::from_secs(5));
+    /// assert!(ctx.deadline().is_some());
+    /// assert!(Context::background().deadline().is_none());
+    /// ```
     pub fn deadline(&self) -> Option<Instant> {
         let mut n = &*self.node;
         loop {
@@ -366,6 +457,14 @@ impl Context {
 
     /// The nearest value of type `T` attached with
     /// [`with_value`](Context::with_value).
+    ///
+    /// ```
+    /// use corun_sync::context::Context;
+    /// struct User(&'static str);
+    /// let ctx = Context::background().with_value(User("ana"));
+    /// let (child, _c) = ctx.with_cancel();
+    /// assert_eq!(child.value::<User>().map(|u| u.0), Some("ana"));
+    /// ```
     pub fn value<T: Any>(&self) -> Option<&T> {
         let mut n = &*self.node;
         loop {
