@@ -12,11 +12,29 @@ use super::waitq::{List, Waiter};
 use crate::chan::lock::SpinLock;
 
 /// Returned by [`Barrier::wait`]; one waiter per generation is the leader.
+///
+/// ```
+/// let b = corun_sync::sync::Barrier::new(1);
+/// assert!(b.wait().is_leader()); // alone: always the leader
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BarrierWaitResult(bool);
 
 impl BarrierWaitResult {
     /// True for exactly one waiter per generation (the last to arrive).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let b = Arc::new(corun_sync::sync::Barrier::new(3));
+    /// let hs: Vec<_> = (0..3)
+    ///     .map(|_| {
+    ///         let b = b.clone();
+    ///         corun_runtime::spawn(move || b.wait().is_leader())
+    ///     })
+    ///     .collect();
+    /// let leaders = hs.into_iter().map(|h| h.join().unwrap()).filter(|&l| l).count();
+    /// assert_eq!(leaders, 1); // exactly one per generation
+    /// ```
     pub fn is_leader(&self) -> bool {
         self.0
     }
@@ -53,6 +71,11 @@ struct State {
 
 impl Barrier {
     /// A barrier for `n` parties (0 and 1 never block).
+    ///
+    /// ```
+    /// static PHASE: corun_sync::sync::Barrier = corun_sync::sync::Barrier::new(1);
+    /// PHASE.wait();
+    /// ```
     pub const fn new(n: usize) -> Barrier {
         Barrier {
             n,
@@ -66,6 +89,24 @@ impl Barrier {
 
     /// Waits until `n` parties have called `wait` in this generation.
     /// A yield point.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// let b = Arc::new(corun_sync::sync::Barrier::new(4));
+    /// let arrived = Arc::new(AtomicUsize::new(0));
+    /// let hs: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let (b, arrived) = (b.clone(), arrived.clone());
+    ///         corun_runtime::spawn(move || {
+    ///             arrived.fetch_add(1, Ordering::SeqCst);
+    ///             b.wait(); // parks until all 4 are here
+    ///             assert_eq!(arrived.load(Ordering::SeqCst), 4);
+    ///         })
+    ///     })
+    ///     .collect();
+    /// hs.into_iter().for_each(|h| h.join().unwrap());
+    /// ```
     pub fn wait(&self) -> BarrierWaitResult {
         yield_point();
         let w = Waiter::new(0);

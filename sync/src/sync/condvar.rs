@@ -19,11 +19,29 @@ use super::waitq::{List, Waiter};
 use crate::chan::lock::SpinLock;
 
 /// Whether a timed wait on a [`Condvar`] ended by timing out.
+///
+/// ```
+/// use std::time::Duration;
+/// use corun_sync::sync::{Condvar, Mutex};
+/// let (m, cv) = (Mutex::new(()), Condvar::new());
+/// let (_g, r) = cv.wait_timeout(m.lock().unwrap(), Duration::from_millis(2)).unwrap();
+/// assert!(r.timed_out());
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct WaitTimeoutResult(bool);
 
 impl WaitTimeoutResult {
     /// True if the wait ended because the time ran out.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let (m, cv) = (Mutex::new(true), Condvar::new());
+    /// let (_g, r) = cv
+    ///     .wait_timeout_while(m.lock().unwrap(), Duration::from_secs(1), |ready| !*ready)
+    ///     .unwrap();
+    /// assert!(!r.timed_out()); // the condition already held
+    /// ```
     pub fn timed_out(&self) -> bool {
         self.0
     }
@@ -59,6 +77,11 @@ pub struct Condvar {
 
 impl Condvar {
     /// A condvar with no waiters.
+    ///
+    /// ```
+    /// static READY: corun_sync::sync::Condvar = corun_sync::sync::Condvar::new();
+    /// READY.notify_all(); // nobody waits: nothing happens
+    /// ```
     pub const fn new() -> Condvar {
         Condvar {
             waiters: SpinLock::new(List::new()),
@@ -71,6 +94,22 @@ impl Condvar {
     /// # Errors
     /// `Err(PoisonError)` holding the guard if the mutex is poisoned when
     /// relocked.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let pair = Arc::new((Mutex::new(false), Condvar::new()));
+    /// let p = pair.clone();
+    /// corun_runtime::spawn(move || {
+    ///     *p.0.lock().unwrap() = true;
+    ///     p.1.notify_one();
+    /// });
+    /// let (lock, cv) = &*pair;
+    /// let mut ready = lock.lock().unwrap();
+    /// while !*ready {
+    ///     ready = cv.wait(ready).unwrap(); // parks, lock released meanwhile
+    /// }
+    /// ```
     pub fn wait<'a, T: ?Sized>(&self, guard: MutexGuard<'a, T>) -> LockResult<MutexGuard<'a, T>> {
         let w = Waiter::new(0);
         // SAFETY: `w` is fresh and stays in this frame until woken (only a
@@ -86,6 +125,19 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Condvar::wait).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let pair = Arc::new((Mutex::new(0), Condvar::new()));
+    /// let p = pair.clone();
+    /// corun_runtime::spawn(move || {
+    ///     *p.0.lock().unwrap() = 3;
+    ///     p.1.notify_all();
+    /// });
+    /// let g = pair.1.wait_while(pair.0.lock().unwrap(), |n| *n < 3).unwrap();
+    /// assert_eq!(*g, 3);
+    /// ```
     pub fn wait_while<'a, T: ?Sized, F>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -104,6 +156,14 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Condvar::wait), with the time-out result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let (m, cv) = (Mutex::new(0), Condvar::new());
+    /// let (g, r) = cv.wait_timeout(m.lock().unwrap(), Duration::from_millis(1)).unwrap();
+    /// assert!(r.timed_out() && *g == 0);
+    /// ```
     pub fn wait_timeout<'a, T: ?Sized>(
         &self,
         guard: MutexGuard<'a, T>,
@@ -142,6 +202,16 @@ impl Condvar {
     ///
     /// # Errors
     /// As [`wait`](Condvar::wait), with the time-out result.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let (m, cv) = (Mutex::new(false), Condvar::new());
+    /// let (_g, r) = cv
+    ///     .wait_timeout_while(m.lock().unwrap(), Duration::from_millis(2), |done| !*done)
+    ///     .unwrap();
+    /// assert!(r.timed_out());
+    /// ```
     pub fn wait_timeout_while<'a, T: ?Sized, F>(
         &self,
         mut guard: MutexGuard<'a, T>,
@@ -164,6 +234,17 @@ impl Condvar {
     }
 
     /// Wakes one waiter, the longest waiting.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let pair = Arc::new((Mutex::new(0u32), Condvar::new()));
+    /// let p = pair.clone();
+    /// let waiter = corun_runtime::spawn(move || *p.1.wait_while(p.0.lock().unwrap(), |n| *n == 0).unwrap());
+    /// *pair.0.lock().unwrap() = 1;
+    /// pair.1.notify_one();
+    /// assert_eq!(waiter.join().unwrap(), 1);
+    /// ```
     pub fn notify_one(&self) {
         let w = self.waiters.lock().pop_front();
         if let Some(w) = w {
@@ -173,6 +254,21 @@ impl Condvar {
     }
 
     /// Wakes every waiter.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use corun_sync::sync::{Condvar, Mutex};
+    /// let pair = Arc::new((Mutex::new(false), Condvar::new()));
+    /// let waiters: Vec<_> = (0..3)
+    ///     .map(|_| {
+    ///         let p = pair.clone();
+    ///         corun_runtime::spawn(move || drop(p.1.wait_while(p.0.lock().unwrap(), |go| !*go).unwrap()))
+    ///     })
+    ///     .collect();
+    /// *pair.0.lock().unwrap() = true;
+    /// pair.1.notify_all();
+    /// waiters.into_iter().for_each(|h| h.join().unwrap());
+    /// ```
     pub fn notify_all(&self) {
         let chain = self.waiters.lock().take_all();
         chain.wake_all();

@@ -157,6 +157,12 @@ unsafe impl<T: ?Sized + Send> Send for RwLock<T> {}
 unsafe impl<T: ?Sized + Send + Sync> Sync for RwLock<T> {}
 
 /// Shared access to an [`RwLock`]'s data; unlocks when dropped.
+///
+/// ```
+/// let lock = corun_sync::sync::RwLock::new(1);
+/// let (a, b) = (lock.read().unwrap(), lock.read().unwrap()); // readers share
+/// assert_eq!(*a + *b, 2);
+/// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
     lock: &'a RwLock<T>,
@@ -164,6 +170,12 @@ pub struct RwLockReadGuard<'a, T: ?Sized + 'a> {
 }
 
 /// Exclusive access to an [`RwLock`]'s data; unlocks when dropped.
+///
+/// ```
+/// let lock = corun_sync::sync::RwLock::new(1);
+/// *lock.write().unwrap() += 1; // exclusive
+/// assert_eq!(*lock.read().unwrap(), 2);
+/// ```
 #[must_use = "if unused the RwLock will immediately unlock"]
 pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
     lock: &'a RwLock<T>,
@@ -173,6 +185,12 @@ pub struct RwLockWriteGuard<'a, T: ?Sized + 'a> {
 
 impl<T> RwLock<T> {
     /// A new unlocked lock.
+    ///
+    /// ```
+    /// static TABLE: corun_sync::sync::RwLock<Vec<u8>> = corun_sync::sync::RwLock::new(Vec::new());
+    /// TABLE.write().unwrap().push(1);
+    /// assert_eq!(TABLE.read().unwrap().len(), 1);
+    /// ```
     pub const fn new(value: T) -> RwLock<T> {
         RwLock {
             raw: RawRwLock::new(),
@@ -182,6 +200,11 @@ impl<T> RwLock<T> {
     }
 
     /// Consumes the lock, returning the data (`Err` if poisoned).
+    ///
+    /// ```
+    /// let lock = corun_sync::sync::RwLock::new("data");
+    /// assert_eq!(lock.into_inner().unwrap(), "data");
+    /// ```
     pub fn into_inner(self) -> LockResult<T> {
         let poisoned = self.poison.get();
         poison::map_result(poisoned, self.data.into_inner())
@@ -194,6 +217,18 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Err(PoisonError)` holding the guard if a writer panicked.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let lock = Arc::new(corun_sync::sync::RwLock::new(5));
+    /// let readers: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let lock = lock.clone();
+    ///         corun_runtime::spawn(move || *lock.read().unwrap())
+    ///     })
+    ///     .collect();
+    /// assert_eq!(readers.into_iter().map(|h| h.join().unwrap()).sum::<i32>(), 20);
+    /// ```
     #[inline]
     pub fn read(&self) -> LockResult<RwLockReadGuard<'_, T>> {
         yield_point();
@@ -205,6 +240,14 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` or `Poisoned`.
+    ///
+    /// ```
+    /// let lock = corun_sync::sync::RwLock::new(0);
+    /// let w = lock.write().unwrap();
+    /// assert!(lock.try_read().is_err());
+    /// drop(w);
+    /// assert!(lock.try_read().is_ok());
+    /// ```
     #[inline]
     pub fn try_read(&self) -> TryLockResult<RwLockReadGuard<'_, T>> {
         if !self.raw.try_read() {
@@ -218,6 +261,19 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Err(PoisonError)` holding the guard if a writer panicked.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let lock = Arc::new(corun_sync::sync::RwLock::new(0));
+    /// let writers: Vec<_> = (0..4)
+    ///     .map(|_| {
+    ///         let lock = lock.clone();
+    ///         corun_runtime::spawn(move || *lock.write().unwrap() += 1)
+    ///     })
+    ///     .collect();
+    /// writers.into_iter().for_each(|h| h.join().unwrap());
+    /// assert_eq!(*lock.read().unwrap(), 4);
+    /// ```
     pub fn write(&self) -> LockResult<RwLockWriteGuard<'_, T>> {
         yield_point();
         self.raw.write();
@@ -228,6 +284,14 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `WouldBlock` or `Poisoned`.
+    ///
+    /// ```
+    /// let lock = corun_sync::sync::RwLock::new(0);
+    /// let r = lock.read().unwrap();
+    /// assert!(lock.try_write().is_err());
+    /// drop(r);
+    /// assert!(lock.try_write().is_ok());
+    /// ```
     pub fn try_write(&self) -> TryLockResult<RwLockWriteGuard<'_, T>> {
         if !self.raw.try_write() {
             return Err(TryLockError::WouldBlock);
@@ -251,11 +315,36 @@ impl<T: ?Sized> RwLock<T> {
     }
 
     /// True if a writer panicked.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let lock = Arc::new(corun_sync::sync::RwLock::new(0));
+    /// let l = lock.clone();
+    /// let _ = corun_runtime::spawn(move || {
+    ///     let _w = l.write().unwrap();
+    ///     panic!("while writing");
+    /// })
+    /// .join();
+    /// assert!(lock.is_poisoned());
+    /// ```
     pub fn is_poisoned(&self) -> bool {
         self.poison.get()
     }
 
     /// Clears the poison flag.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let lock = Arc::new(corun_sync::sync::RwLock::new(0));
+    /// let l = lock.clone();
+    /// let _ = corun_runtime::spawn(move || {
+    ///     let _w = l.write().unwrap();
+    ///     panic!("poison it");
+    /// })
+    /// .join();
+    /// lock.clear_poison();
+    /// assert!(!lock.is_poisoned());
+    /// ```
     pub fn clear_poison(&self) {
         self.poison.clear();
     }
@@ -264,6 +353,12 @@ impl<T: ?Sized> RwLock<T> {
     ///
     /// # Errors
     /// `Err` holding the reference if poisoned.
+    ///
+    /// ```
+    /// let mut lock = corun_sync::sync::RwLock::new(1);
+    /// *lock.get_mut().unwrap() = 9;
+    /// assert_eq!(*lock.read().unwrap(), 9);
+    /// ```
     pub fn get_mut(&mut self) -> LockResult<&mut T> {
         let poisoned = self.poison.get();
         poison::map_result(poisoned, self.data.get_mut())
