@@ -1,12 +1,19 @@
 //! Conversions every socket type shares: to and from the std type and raw
 //! descriptors, `AsFd`, `Debug`.
 
-/// Implements the descriptor conversions for `$t` wrapping `Io<$std>`.
+/// Implements the descriptor conversions for `$t` wrapping `Io<$std>`;
+/// `$std_value` is an expression making a `$std` for the doc examples.
 macro_rules! fd_conversions {
-    ($t:ident, $std:ty) => {
+    ($t:ident, $std:ty, $std_value:literal) => {
         impl $t {
             /// Wraps a std value, switching it to non-blocking mode at the
             /// OS level (the wrapper still blocks, parking coroutines).
+            ///
+            #[doc = concat!(
+                        "```\nlet value = ", $std_value, ";\n",
+                        "let s = corun_netpoll::", stringify!($t), "::from_std(value).unwrap();\n",
+                        "assert!(s.local_addr().is_ok());\n```"
+                    )]
             pub fn from_std(inner: $std) -> std::io::Result<$t> {
                 Ok($t {
                     io: $crate::io::Io::new(inner)?,
@@ -14,6 +21,13 @@ macro_rules! fd_conversions {
             }
 
             /// The std value, back in blocking mode.
+            ///
+            #[doc = concat!(
+                        "```\nlet s = corun_netpoll::", stringify!($t), "::from_std(", $std_value,
+                        ").unwrap();\n",
+                        "let value = s.into_std().unwrap();\n",
+                        "assert!(value.local_addr().is_ok());\n```"
+                    )]
             pub fn into_std(self) -> std::io::Result<$std> {
                 self.io.into_inner()
             }
@@ -66,39 +80,75 @@ macro_rules! fd_conversions {
     };
 }
 
-/// Implements the timeout, non-blocking and `take_error` methods.
+/// Implements the timeout, non-blocking and `take_error` methods;
+/// `$setup` is code binding a socket to `s`, for the doc examples.
 macro_rules! common_socket_methods {
-    () => {
+    ($setup:literal) => {
         /// Sets the read timeout: a read waiting longer fails with
         /// `ErrorKind::TimedOut`. `None` waits forever; a zero duration is
         /// an `InvalidInput` error, as in std.
+        ///
+        #[doc = concat!(
+            "```\nuse std::time::Duration;\n", $setup, "\n",
+            "s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();\n",
+            "assert_eq!(s.read_timeout().unwrap(), Some(Duration::from_millis(50)));\n",
+            "assert!(s.set_read_timeout(Some(Duration::ZERO)).is_err(), \"as in std\");\n```"
+        )]
         pub fn set_read_timeout(&self, dur: Option<std::time::Duration>) -> std::io::Result<()> {
             self.io.set_timeout($crate::io::Dir::Read, dur)
         }
 
         /// Sets the write timeout (see [`set_read_timeout`](Self::set_read_timeout)).
+        ///
+        #[doc = concat!(
+            "```\nuse std::time::Duration;\n", $setup, "\n",
+            "s.set_write_timeout(Some(Duration::from_secs(1))).unwrap();\n",
+            "assert_eq!(s.write_timeout().unwrap(), Some(Duration::from_secs(1)));\n",
+            "s.set_write_timeout(None).unwrap();\n```"
+        )]
         pub fn set_write_timeout(&self, dur: Option<std::time::Duration>) -> std::io::Result<()> {
             self.io.set_timeout($crate::io::Dir::Write, dur)
         }
 
         /// The read timeout.
+        ///
+        #[doc = concat!(
+            "```\n", $setup, "\n",
+            "assert_eq!(s.read_timeout().unwrap(), None, \"no timeout by default\");\n```"
+        )]
         pub fn read_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
             Ok(self.io.timeout($crate::io::Dir::Read))
         }
 
         /// The write timeout.
+        ///
+        #[doc = concat!(
+            "```\n", $setup, "\n",
+            "assert_eq!(s.write_timeout().unwrap(), None, \"no timeout by default\");\n```"
+        )]
         pub fn write_timeout(&self) -> std::io::Result<Option<std::time::Duration>> {
             Ok(self.io.timeout($crate::io::Dir::Write))
         }
 
         /// In non-blocking mode operations that would wait return
         /// `ErrorKind::WouldBlock` instead, as with std.
+        ///
+        #[doc = concat!(
+            "```\n", $setup, "\n",
+            "s.set_nonblocking(true).unwrap();\n",
+            "s.set_nonblocking(false).unwrap();\n```"
+        )]
         pub fn set_nonblocking(&self, nonblocking: bool) -> std::io::Result<()> {
             self.io.set_nonblocking(nonblocking);
             Ok(())
         }
 
         /// Takes the pending socket error (`SO_ERROR`).
+        ///
+        #[doc = concat!(
+            "```\n", $setup, "\n",
+            "assert!(s.take_error().unwrap().is_none());\n```"
+        )]
         pub fn take_error(&self) -> std::io::Result<Option<std::io::Error>> {
             self.io.get_ref().take_error()
         }

@@ -37,7 +37,11 @@ pub struct TcpListener {
     io: Io<net::TcpListener>,
 }
 
-fd_conversions!(TcpListener, net::TcpListener);
+fd_conversions!(
+    TcpListener,
+    net::TcpListener,
+    "std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap()"
+);
 
 impl TcpListener {
     /// Binds to the first address of `addr` that works (resolution runs
@@ -196,7 +200,12 @@ pub struct TcpStream {
     io: Io<net::TcpStream>,
 }
 
-fd_conversions!(TcpStream, net::TcpStream);
+fd_conversions!(
+    TcpStream,
+    net::TcpStream,
+    "{ let l = std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap(); \
+     std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap() }"
+);
 read_write!(TcpStream);
 
 impl TcpStream {
@@ -365,5 +374,8 @@ impl TcpStream {
         self.io.io(Dir::Read, WaitReason::IoRead, |s| s.peek(buf))
     }
 
-    common_socket_methods!();
+    common_socket_methods!(
+        "let listener = corun_netpoll::TcpListener::bind(\"127.0.0.1:0\").unwrap();
+let s = corun_netpoll::TcpStream::connect(listener.local_addr().unwrap()).unwrap();"
+    );
 }

@@ -307,6 +307,18 @@ pub struct Select<'a> {
 
 impl<'a> Select<'a> {
     /// An empty selection that picks among ready operations at random.
+    ///
+    /// ```
+    /// use corun_sync::chan::{bounded, Select};
+    ///
+    /// let (s, r) = bounded::<u8>(1);
+    /// s.send(1).unwrap();
+    /// let mut sel = Select::new();
+    /// let i = sel.recv(&r);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), i);
+    /// assert_eq!(op.recv(&r), Ok(1));
+    /// ```
     pub fn new() -> Select<'a> {
         Select {
             ops: Vec::with_capacity(4),
@@ -317,6 +329,22 @@ impl<'a> Select<'a> {
 
     /// An empty selection that prefers operations in the order they were
     /// added.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    ///
+    /// let (s1, r1) = unbounded::<u8>();
+    /// let (s2, r2) = unbounded::<u8>();
+    /// s1.send(1).unwrap();
+    /// s2.send(2).unwrap();
+    /// // Both are ready: a biased selection always takes the first one added.
+    /// let mut sel = Select::new_biased();
+    /// let first = sel.recv(&r1);
+    /// sel.recv(&r2);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), first);
+    /// assert_eq!(op.recv(&r1), Ok(1));
+    /// ```
     pub fn new_biased() -> Select<'a> {
         Select {
             biased: true,
@@ -325,6 +353,18 @@ impl<'a> Select<'a> {
     }
 
     /// Adds a send on `s`; returns the operation's index.
+    ///
+    /// ```
+    /// use corun_sync::chan::{bounded, Select};
+    ///
+    /// let (s, r) = bounded::<&str>(1);
+    /// let mut sel = Select::new();
+    /// let i = sel.send(&s);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), i);
+    /// op.send(&s, "hi").unwrap();
+    /// assert_eq!(r.recv(), Ok("hi"));
+    /// ```
     pub fn send<T>(&mut self, s: &'a Sender<T>) -> usize {
         let i = self.next_index;
         self.ops.push(Op::send(s, i));
@@ -333,6 +373,18 @@ impl<'a> Select<'a> {
     }
 
     /// Adds a receive on `r`; returns the operation's index.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    ///
+    /// let (s, r) = unbounded::<i32>();
+    /// corun_runtime::go!(move || s.send(5).unwrap());
+    /// let mut sel = Select::new();
+    /// let i = sel.recv(&r);
+    /// let op = sel.select(); // parks until the coroutine sends
+    /// assert_eq!(op.index(), i);
+    /// assert_eq!(op.recv(&r), Ok(5));
+    /// ```
     pub fn recv<T>(&mut self, r: &'a Receiver<T>) -> usize {
         let i = self.next_index;
         self.ops.push(Op::recv(r, i));
@@ -344,6 +396,22 @@ impl<'a> Select<'a> {
     ///
     /// # Panics
     /// If no operation has that index (never added, or removed already).
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    ///
+    /// let (s1, r1) = unbounded::<i32>();
+    /// let (s2, r2) = unbounded::<i32>();
+    /// s1.send(1).unwrap();
+    /// s2.send(2).unwrap();
+    /// let mut sel = Select::new();
+    /// let i1 = sel.recv(&r1);
+    /// let i2 = sel.recv(&r2);
+    /// sel.remove(i1); // r1 is no longer a candidate
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), i2);
+    /// assert_eq!(op.recv(&r2), Ok(2));
+    /// ```
     pub fn remove(&mut self, index: usize) {
         assert!(
             index < self.next_index,
@@ -360,6 +428,16 @@ impl<'a> Select<'a> {
     }
 
     /// Picks an operation that can proceed now, without blocking.
+    ///
+    /// ```
+    /// use corun_sync::chan::{bounded, Select};
+    ///
+    /// let (s, r) = bounded::<i32>(0);
+    /// let mut sel = Select::new();
+    /// sel.recv(&r);
+    /// assert!(sel.try_select().is_err(), "nobody is sending");
+    /// # drop(s);
+    /// ```
     pub fn try_select(&mut self) -> Result<SelectedOperation<'a>, TrySelectError> {
         run(&mut self.ops, Timeout::Now, self.biased, false)
             .map(SelectedOperation::new)
@@ -368,12 +446,36 @@ impl<'a> Select<'a> {
 
     /// Blocks until an operation can proceed and picks it. With no
     /// operations, blocks forever (wait reason "select (no cases)").
+    ///
+    /// ```
+    /// use corun_sync::chan::{after, unbounded, Select};
+    /// use std::time::Duration;
+    ///
+    /// let (_s, r) = unbounded::<i32>();
+    /// let timeout = after(Duration::from_millis(5));
+    /// let mut sel = Select::new();
+    /// sel.recv(&r);
+    /// let t = sel.recv(&timeout);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), t, "only the timer fires");
+    /// op.recv(&timeout).unwrap();
+    /// ```
     pub fn select(&mut self) -> SelectedOperation<'a> {
         let picked = run(&mut self.ops, Timeout::Never, self.biased, false);
         SelectedOperation::new(picked.expect("a selection without timeout picks"))
     }
 
     /// Like [`select`](Select::select), giving up after `timeout`.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    /// use std::time::Duration;
+    ///
+    /// let (_s, r) = unbounded::<i32>();
+    /// let mut sel = Select::new();
+    /// sel.recv(&r);
+    /// assert!(sel.select_timeout(Duration::from_millis(5)).is_err());
+    /// ```
     pub fn select_timeout(
         &mut self,
         timeout: Duration,
@@ -384,6 +486,18 @@ impl<'a> Select<'a> {
     }
 
     /// Like [`select`](Select::select), giving up at `deadline`.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (s, r) = unbounded::<i32>();
+    /// s.send(3).unwrap();
+    /// let mut sel = Select::new();
+    /// sel.recv(&r);
+    /// let op = sel.select_deadline(Instant::now() + Duration::from_secs(1)).unwrap();
+    /// assert_eq!(op.recv(&r), Ok(3));
+    /// ```
     pub fn select_deadline(
         &mut self,
         deadline: Instant,
@@ -395,6 +509,18 @@ impl<'a> Select<'a> {
 
     /// The index of an operation that is ready now, without committing to
     /// it. Another thread may still take it first: check again when acting.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    ///
+    /// let (s, r) = unbounded::<i32>();
+    /// let mut sel = Select::new();
+    /// let i = sel.recv(&r);
+    /// assert!(sel.try_ready().is_err());
+    /// s.send(1).unwrap();
+    /// assert_eq!(sel.try_ready(), Ok(i));
+    /// assert_eq!(r.try_recv(), Ok(1), "ready does not take the message");
+    /// ```
     pub fn try_ready(&mut self) -> Result<usize, TryReadyError> {
         run(&mut self.ops, Timeout::Now, self.biased, true)
             .map(|(op, _)| op.index)
@@ -403,6 +529,17 @@ impl<'a> Select<'a> {
 
     /// Blocks until an operation is ready and returns its index (without
     /// committing to it; it may return spuriously, so check when acting).
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    ///
+    /// let (s, r) = unbounded::<i32>();
+    /// corun_runtime::go!(move || s.send(9).unwrap());
+    /// let mut sel = Select::new();
+    /// let i = sel.recv(&r);
+    /// assert_eq!(sel.ready(), i);
+    /// assert_eq!(r.recv(), Ok(9));
+    /// ```
     pub fn ready(&mut self) -> usize {
         run(&mut self.ops, Timeout::Never, self.biased, true)
             .map(|(op, _)| op.index)
@@ -410,6 +547,16 @@ impl<'a> Select<'a> {
     }
 
     /// Like [`ready`](Select::ready), giving up after `timeout`.
+    ///
+    /// ```
+    /// use corun_sync::chan::{bounded, Select};
+    /// use std::time::Duration;
+    ///
+    /// let (s, _r) = bounded::<i32>(0);
+    /// let mut sel = Select::new();
+    /// sel.send(&s);
+    /// assert!(sel.ready_timeout(Duration::from_millis(5)).is_err(), "no receiver");
+    /// ```
     pub fn ready_timeout(&mut self, timeout: Duration) -> Result<usize, ReadyTimeoutError> {
         run(&mut self.ops, Timeout::after(timeout), self.biased, true)
             .map(|(op, _)| op.index)
@@ -417,6 +564,17 @@ impl<'a> Select<'a> {
     }
 
     /// Like [`ready`](Select::ready), giving up at `deadline`.
+    ///
+    /// ```
+    /// use corun_sync::chan::{bounded, Select};
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (s, _r) = bounded::<i32>(1);
+    /// let mut sel = Select::new();
+    /// let i = sel.send(&s);
+    /// let deadline = Instant::now() + Duration::from_secs(1);
+    /// assert_eq!(sel.ready_deadline(deadline), Ok(i), "there is room in the buffer");
+    /// ```
     pub fn ready_deadline(&mut self, deadline: Instant) -> Result<usize, ReadyTimeoutError> {
         run(&mut self.ops, Timeout::At(deadline), self.biased, true)
             .map(|(op, _)| op.index)
@@ -453,6 +611,18 @@ impl fmt::Debug for Select<'_> {
 /// # Panics
 /// Dropping it without completing it panics (after undoing the
 /// reservation, so the channel stays consistent).
+///
+/// ```
+/// use corun_sync::chan::{bounded, Select};
+///
+/// let (s, r) = bounded::<i32>(1);
+/// let mut sel = Select::new();
+/// let send = sel.send(&s);
+/// let op = sel.select();
+/// assert_eq!(op.index(), send);
+/// op.send(&s, 1).unwrap(); // completing it consumes it
+/// assert_eq!(r.recv(), Ok(1));
+/// ```
 #[must_use]
 pub struct SelectedOperation<'a> {
     token: Option<Token>,
@@ -474,6 +644,19 @@ impl<'a> SelectedOperation<'a> {
     }
 
     /// The index of the picked operation.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, Select};
+    ///
+    /// let (s1, _r1) = unbounded::<i32>();
+    /// let (_s2, r2) = unbounded::<i32>();
+    /// let mut sel = Select::new();
+    /// sel.recv(&r2);
+    /// let i = sel.send(&s1);
+    /// let op = sel.select();
+    /// assert_eq!(op.index(), i, "the send can proceed, the receive cannot");
+    /// op.send(&s1, 0).unwrap();
+    /// ```
     pub fn index(&self) -> usize {
         self.index
     }
@@ -482,6 +665,18 @@ impl<'a> SelectedOperation<'a> {
     ///
     /// # Panics
     /// If `s` is not the sender that was added for this operation.
+    ///
+    /// ```
+    /// use corun_sync::chan::{bounded, Select};
+    ///
+    /// let (s, r) = bounded::<String>(1);
+    /// drop(r);
+    /// let mut sel = Select::new();
+    /// sel.send(&s);
+    /// let op = sel.select(); // a send on a disconnected channel is "ready"...
+    /// let err = op.send(&s, "lost".to_string()).unwrap_err();
+    /// assert_eq!(err.into_inner(), "lost"); // ...and hands the message back
+    /// ```
     pub fn send<T>(mut self, s: &Sender<T>, msg: T) -> Result<(), SendError<T>> {
         assert!(
             ptr::eq(s as *const Sender<T> as *const u8, self.ptr),
@@ -495,6 +690,19 @@ impl<'a> SelectedOperation<'a> {
     ///
     /// # Panics
     /// If `r` is not the receiver that was added for this operation.
+    ///
+    /// ```
+    /// use corun_sync::chan::{unbounded, RecvError, Select};
+    ///
+    /// let (s, r) = unbounded::<i32>();
+    /// s.send(1).unwrap();
+    /// drop(s);
+    /// for expected in [Ok(1), Err(RecvError)] {
+    ///     let mut sel = Select::new();
+    ///     sel.recv(&r);
+    ///     assert_eq!(sel.select().recv(&r), expected);
+    /// }
+    /// ```
     pub fn recv<T>(mut self, r: &Receiver<T>) -> Result<T, RecvError> {
         assert!(
             ptr::eq(r as *const Receiver<T> as *const u8, self.ptr),

@@ -62,12 +62,35 @@ impl<E> Clone for ErrGroup<E> {
 
 impl<E: Send + 'static> ErrGroup<E> {
     /// A group with no context and no limit.
+    ///
+    /// ```
+    /// use corun_sync::context::ErrGroup;
+    ///
+    /// let g = ErrGroup::<String>::new();
+    /// g.go(|| Ok(()));
+    /// g.go(|| Err("disk full".to_string()));
+    /// assert_eq!(g.wait(), Err("disk full".to_string()));
+    /// ```
     pub fn new() -> ErrGroup<E> {
         Self::make(None)
     }
 
     /// A group and a child of `ctx` that is cancelled on the group's first
     /// error or when [`wait`](ErrGroup::wait) returns.
+    ///
+    /// ```
+    /// use corun_sync::context::{Context, ErrGroup};
+    ///
+    /// let (g, ctx) = ErrGroup::<&str>::with_context(&Context::background());
+    /// let worker = ctx.clone();
+    /// g.go(move || {
+    ///     let _ = worker.done().recv(); // runs until a sibling fails
+    ///     Ok(())
+    /// });
+    /// g.go(|| Err("failed"));
+    /// assert_eq!(g.wait(), Err("failed"));
+    /// assert!(ctx.err().is_some(), "the first error cancelled the context");
+    /// ```
     pub fn with_context(ctx: &Context) -> (ErrGroup<E>, Context) {
         let (ctx, cancel) = ctx.with_cancel();
         (Self::make(Some(cancel)), ctx)
@@ -91,6 +114,27 @@ impl<E: Send + 'static> ErrGroup<E> {
     ///
     /// # Panics
     /// If tasks are running, as Go's `SetLimit` does.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicUsize, Ordering};
+    /// use std::sync::Arc;
+    /// use corun_sync::context::ErrGroup;
+    ///
+    /// let g = ErrGroup::<()>::new();
+    /// g.set_limit(2);
+    /// let (now, max) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    /// for _ in 0..10 {
+    ///     let (now, max) = (now.clone(), max.clone());
+    ///     g.go(move || {
+    ///         max.fetch_max(now.fetch_add(1, Ordering::SeqCst) + 1, Ordering::SeqCst);
+    ///         corun_runtime::yield_now();
+    ///         now.fetch_sub(1, Ordering::SeqCst);
+    ///         Ok(())
+    ///     });
+    /// }
+    /// g.wait().unwrap();
+    /// assert!(max.load(Ordering::SeqCst) <= 2);
+    /// ```
     pub fn set_limit(&self, n: usize) {
         let active = self.inner.wg.count();
         assert!(
@@ -104,6 +148,16 @@ impl<E: Send + 'static> ErrGroup<E> {
     /// Starts `f` in a new coroutine, first waiting for a slot if a limit
     /// is set. The first `Err` returned by any task is kept for
     /// [`wait`](ErrGroup::wait).
+    ///
+    /// ```
+    /// use corun_sync::context::ErrGroup;
+    ///
+    /// let g = ErrGroup::<std::num::ParseIntError>::new();
+    /// for s in ["1", "2", "x"] {
+    ///     g.go(move || s.parse::<i32>().map(drop));
+    /// }
+    /// assert!(g.wait().is_err(), "\"x\" is not a number");
+    /// ```
     pub fn go<F>(&self, f: F)
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
@@ -114,6 +168,19 @@ impl<E: Send + 'static> ErrGroup<E> {
     }
 
     /// Starts `f` only if a slot is free now; returns whether it did.
+    ///
+    /// ```
+    /// use corun_sync::context::ErrGroup;
+    /// use corun_sync::chan::bounded;
+    ///
+    /// let g = ErrGroup::<()>::new();
+    /// g.set_limit(1);
+    /// let (release, wait) = bounded::<()>(0);
+    /// assert!(g.try_go(move || { let _ = wait.recv(); Ok(()) }));
+    /// assert!(!g.try_go(|| Ok(())), "the only slot is taken");
+    /// drop(release);
+    /// g.wait().unwrap();
+    /// ```
     pub fn try_go<F>(&self, f: F) -> bool
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
@@ -183,6 +250,15 @@ impl<E: Send + 'static> ErrGroup<E> {
     ///
     /// # Panics
     /// Resumes the first panic of a task.
+    ///
+    /// ```
+    /// use corun_sync::context::ErrGroup;
+    ///
+    /// let g = ErrGroup::<i32>::new();
+    /// g.go(|| Err(1));
+    /// assert_eq!(g.wait(), Err(1));
+    /// assert_eq!(g.wait(), Ok(()), "the error is reported once");
+    /// ```
     pub fn wait(&self) -> Result<(), E> {
         self.inner.wg.wait();
         if let Some(c) = &self.inner.cancel {

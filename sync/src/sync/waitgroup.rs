@@ -52,6 +52,12 @@ pub struct WaitGroup {
 
 impl WaitGroup {
     /// A group with counter zero.
+    ///
+    /// ```
+    /// let wg = corun_sync::sync::WaitGroup::new();
+    /// assert_eq!(wg.count(), 0);
+    /// wg.wait(); // returns at once
+    /// ```
     pub fn new() -> WaitGroup {
         WaitGroup {
             inner: Arc::new(Inner {
@@ -67,6 +73,14 @@ impl WaitGroup {
     /// # Panics
     /// "sync: negative WaitGroup counter" if the counter goes below zero,
     /// and, as Go, if a positive `add` from zero races with a `wait`.
+    ///
+    /// ```
+    /// let wg = corun_sync::sync::WaitGroup::new();
+    /// wg.add(3);
+    /// assert_eq!(wg.count(), 3);
+    /// wg.add(-3);
+    /// assert_eq!(wg.count(), 0);
+    /// ```
     pub fn add(&self, delta: isize) {
         let delta = i32::try_from(delta).expect("sync: WaitGroup delta out of range");
         let state = &self.inner.state;
@@ -97,12 +111,32 @@ impl WaitGroup {
     ///
     /// # Panics
     /// "sync: negative WaitGroup counter" below zero.
+    ///
+    /// ```
+    /// let wg = corun_sync::sync::WaitGroup::new();
+    /// wg.add(1);
+    /// let w = wg.clone();
+    /// std::thread::spawn(move || w.done()); // plain threads work too
+    /// wg.wait();
+    /// ```
     #[inline]
     pub fn done(&self) {
         self.add(-1);
     }
 
     /// Waits until the counter is zero. A yield point.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use corun_sync::sync::WaitGroup;
+    ///
+    /// let wg = WaitGroup::new();
+    /// for ms in [3, 1, 2] {
+    ///     wg.go(move || corun_runtime::sleep(Duration::from_millis(ms)));
+    /// }
+    /// wg.wait();
+    /// assert_eq!(wg.count(), 0);
+    /// ```
     pub fn wait(&self) {
         yield_point();
         let state = &self.inner.state;
@@ -123,6 +157,18 @@ impl WaitGroup {
 
     /// Runs `f` in a new coroutine counted by this group (Go 1.25's
     /// `WaitGroup.Go`): `add(1)` now, `done()` when `f` returns or panics.
+    ///
+    /// ```
+    /// use std::sync::atomic::{AtomicBool, Ordering};
+    /// use std::sync::Arc;
+    ///
+    /// let wg = corun_sync::sync::WaitGroup::new();
+    /// let ran = Arc::new(AtomicBool::new(false));
+    /// let r = ran.clone();
+    /// wg.go(move || r.store(true, Ordering::Relaxed));
+    /// wg.wait();
+    /// assert!(ran.load(Ordering::Relaxed));
+    /// ```
     pub fn go<F>(&self, f: F)
     where
         F: FnOnce() + Send + 'static,
@@ -142,6 +188,14 @@ impl WaitGroup {
     }
 
     /// The current counter (for diagnostics).
+    ///
+    /// ```
+    /// let wg = corun_sync::sync::WaitGroup::new();
+    /// wg.add(2);
+    /// wg.done();
+    /// assert_eq!(wg.count(), 1);
+    /// wg.done();
+    /// ```
     pub fn count(&self) -> usize {
         (self.inner.state.load(Ordering::Relaxed) >> 32) as i32 as usize
     }
