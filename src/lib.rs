@@ -17,6 +17,20 @@ pub use corun_runtime::{
 };
 
 /// Introspection and low-level runtime hooks (`corun-runtime`).
+///
+/// ```
+/// use corun::runtime::{State, WaitReason};
+///
+/// let h = corun::go!(|| corun::sleep(std::time::Duration::from_millis(20)));
+/// let stats = corun::runtime::stats();
+/// assert!(stats.coroutines >= 1);
+/// for c in corun::runtime::coroutines() {
+///     if c.state == State::Waiting {
+///         assert_ne!(c.wait_reason, WaitReason::None);
+///     }
+/// }
+/// h.join().unwrap();
+/// ```
 pub mod runtime {
     pub use corun_runtime::{
         CoroutineGroup, CoroutineInfo, CoroutineProfile, Driver, State, Stats, Timer, Unparker,
@@ -92,6 +106,16 @@ pub mod context {
 }
 
 /// Guarded, lazily committed, pooled coroutine stacks (`corun-stacks`).
+///
+/// ```
+/// // Deep recursion without a huge reservation: grow onto a new segment
+/// // when less than 32 KiB remain.
+/// fn depth(n: u64) -> u64 {
+///     corun::stacks::grow(32 * 1024, 256 * 1024, || if n == 0 { 0 } else { 1 + depth(n - 1) })
+/// }
+/// let h = corun::Builder::new().stack_size(64 * 1024).spawn(|| depth(100_000)).unwrap();
+/// assert_eq!(h.join().unwrap(), 100_000);
+/// ```
 pub mod stacks {
     pub use corun_stacks::{
         DEFAULT_STACK_SIZE, GuardMode, MAX_STACK_SIZE, MIN_STACK_SIZE, Stats, grow,

@@ -10,6 +10,33 @@
 //! `poll(2)` on the one descriptor), so the same code runs in both.
 //!
 //! `docs/netpoll.md` explains the design.
+//!
+//! ```
+//! use std::io::{BufRead, BufReader, Write};
+//! use corun_netpoll::{TcpListener, TcpStream};
+//!
+//! let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+//! let addr = listener.local_addr().unwrap();
+//! corun_runtime::go!(move || {
+//!     for conn in listener.incoming() {
+//!         // one coroutine per connection, as in Go
+//!         corun_runtime::go!(move || {
+//!             let conn = conn.unwrap();
+//!             let mut line = String::new();
+//!             while BufReader::new(&conn).read_line(&mut line).unwrap() > 0 {
+//!                 (&conn).write_all(line.to_uppercase().as_bytes()).unwrap();
+//!                 line.clear();
+//!             }
+//!         });
+//!     }
+//! });
+//! // The same socket types work from a plain thread.
+//! let mut c = TcpStream::connect(addr).unwrap();
+//! c.write_all(b"hello\n").unwrap();
+//! let mut reply = String::new();
+//! BufReader::new(&c).read_line(&mut reply).unwrap();
+//! assert_eq!(reply, "HELLO\n");
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 

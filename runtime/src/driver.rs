@@ -14,6 +14,45 @@ use std::time::Duration;
 use crate::park::Unparker;
 
 /// A source of wake-ups that idle workers can block on.
+///
+/// ```
+/// use std::sync::{Condvar, Mutex};
+/// use std::time::Duration;
+/// use corun_runtime::{Driver, Unparker};
+///
+/// /// A driver whose only events are explicit notifications (the built-in
+/// /// sleeper does the same); a real one waits on epoll, io_uring, ...
+/// struct Notified {
+///     flag: Mutex<bool>,
+///     cv: Condvar,
+/// }
+///
+/// impl Driver for Notified {
+///     fn poll(&self, timeout: Option<Duration>, _wake: &mut dyn FnMut(Unparker)) {
+///         let mut flag = self.flag.lock().unwrap();
+///         if !*flag {
+///             flag = match timeout {
+///                 Some(t) => self.cv.wait_timeout(flag, t).unwrap().0,
+///                 None => self.cv.wait(flag).unwrap(),
+///             };
+///         }
+///         *flag = false;
+///     }
+///     fn notify(&self) {
+///         *self.flag.lock().unwrap() = true;
+///         self.cv.notify_one();
+///     }
+///     fn has_waiters(&self) -> bool {
+///         false
+///     }
+/// }
+///
+/// static DRIVER: Notified = Notified { flag: Mutex::new(false), cv: Condvar::new() };
+/// assert!(corun_runtime::install_driver(&DRIVER));
+/// // Timers and coroutines keep working with the new driver.
+/// corun_runtime::sleep(Duration::from_millis(1));
+/// assert_eq!(corun_runtime::go!(|| 1).join().unwrap(), 1);
+/// ```
 pub trait Driver: Send + Sync + 'static {
     /// Waits up to `timeout` (`None`: until notified; zero: do not block) for
     /// events, handing the waiter of each to `wake`. Returns early on
@@ -34,6 +73,30 @@ static INSTALLED: OnceLock<&'static dyn Driver> = OnceLock::new();
 /// Installs the process-wide driver. Returns `false` if one was already
 /// installed (the first stays). Idle workers blocked in the built-in sleeper
 /// are woken so that they block in the new driver.
+///
+/// ```
+/// use std::time::Duration;
+/// use corun_runtime::{Driver, Unparker};
+///
+/// /// Polls for at most 1 ms, so a notify is late by 1 ms at worst (a
+/// /// sketch: a real driver blocks in the OS poller and is woken).
+/// struct Napper;
+/// impl Driver for Napper {
+///     fn poll(&self, timeout: Option<Duration>, _: &mut dyn FnMut(Unparker)) {
+///         let nap = Duration::from_millis(1);
+///         std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
+///     }
+///     fn notify(&self) {}
+///     fn has_waiters(&self) -> bool {
+///         false
+///     }
+/// }
+///
+/// static FIRST: Napper = Napper;
+/// static SECOND: Napper = Napper;
+/// assert!(corun_runtime::install_driver(&FIRST));
+/// assert!(!corun_runtime::install_driver(&SECOND), "the first one stays");
+/// ```
 pub fn install(driver: &'static dyn Driver) -> bool {
     let ok = INSTALLED.set(driver).is_ok();
     if ok {

@@ -106,6 +106,16 @@ fn shard_hint() -> usize {
 }
 
 /// A coroutine's scheduling state.
+///
+/// ```
+/// use corun_runtime::{State, coroutines};
+///
+/// corun_runtime::run(|| {
+///     let me = corun_runtime::current().unwrap().id();
+///     let info = coroutines().into_iter().find(|c| c.id == me).unwrap();
+///     assert_eq!(info.state, State::Running, "we are looking at ourselves");
+/// });
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum State {
     /// Running on a worker.
@@ -120,6 +130,10 @@ pub enum State {
 
 impl State {
     /// Go's name for the state.
+    ///
+    /// ```
+    /// assert_eq!(corun_runtime::State::Waiting.as_str(), "waiting");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             State::Running => "running",
@@ -131,6 +145,26 @@ impl State {
 }
 
 /// One live coroutine, as seen by [`coroutines`].
+///
+/// ```
+/// use std::time::Duration;
+/// use corun_runtime::{Builder, WaitReason, coroutines};
+///
+/// corun_runtime::run(|| {
+///     let (tx, rx) = std::sync::mpsc::channel::<()>();
+///     let h = Builder::new()
+///         .name("sleeper")
+///         .spawn(move || while rx.try_recv().is_err() { corun_runtime::sleep(Duration::from_millis(1)) })
+///         .unwrap();
+///     corun_runtime::sleep(Duration::from_millis(1));
+///     let info = coroutines().into_iter().find(|c| c.id == h.id()).unwrap();
+///     assert_eq!(info.name.as_deref(), Some("sleeper"));
+///     assert!(info.spawn_site.file().ends_with(".rs"));
+///     assert!(matches!(info.wait_reason, WaitReason::Sleep | WaitReason::None));
+///     tx.send(()).unwrap();
+///     h.join().unwrap();
+/// });
+/// ```
 #[derive(Clone, Debug)]
 pub struct CoroutineInfo {
     /// Unique id.
@@ -181,6 +215,18 @@ fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
 
 /// Every live coroutine of the current runtime (the global one outside
 /// coroutines), ordered by id.
+///
+/// ```
+/// corun_runtime::run(|| {
+///     let hs: Vec<_> = (0..3).map(|_| corun_runtime::go!(|| corun_runtime::yield_now())).collect();
+///     let live = corun_runtime::coroutines();
+///     assert!(live.len() >= 1, "at least the caller");
+///     assert!(live.windows(2).all(|w| w[0].id < w[1].id), "ordered by id");
+///     for h in hs {
+///         h.join().unwrap();
+///     }
+/// });
+/// ```
 pub fn coroutines() -> Vec<CoroutineInfo> {
     coroutines_of(crate::sched::current_shared())
 }
@@ -233,6 +279,17 @@ pub(crate) fn dump_of(shared: &Shared) -> String {
 }
 
 /// Counters and gauges of the current runtime.
+///
+/// ```
+/// corun_runtime::run(|| {
+///     let before = corun_runtime::stats();
+///     corun_runtime::go!(|| ()).join().unwrap();
+///     let after = corun_runtime::stats();
+///     assert!(after.spawned > before.spawned);
+///     assert!(after.ps >= 1 && after.ms >= 1);
+///     assert!(after.coroutines >= 1, "the caller itself");
+/// });
+/// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct Stats {
@@ -283,6 +340,12 @@ pub struct Stats {
 
 /// A snapshot of the current runtime's counters. Scans the registry, so it
 /// costs O(live coroutines).
+///
+/// ```
+/// let s = corun_runtime::stats();
+/// assert_eq!(s.coroutines, s.running + s.runnable + s.waiting + s.syscall);
+/// assert!(s.idle_ps <= s.ps);
+/// ```
 pub fn stats() -> Stats {
     stats_of(crate::sched::current_shared())
 }

@@ -43,6 +43,26 @@ pub(crate) fn drop_current() {
 }
 
 /// A key for a coroutine-local value, declared with [`coroutine_local!`](crate::coroutine_local).
+///
+/// ```
+/// use std::cell::RefCell;
+///
+/// corun_runtime::coroutine_local! {
+///     static REQUEST_ID: RefCell<Option<u64>> = RefCell::new(None);
+/// }
+/// let handles: Vec<_> = (0..4u64)
+///     .map(|id| {
+///         corun_runtime::go!(move || {
+///             REQUEST_ID.with(|r| *r.borrow_mut() = Some(id));
+///             corun_runtime::yield_now(); // others run on this thread meanwhile
+///             REQUEST_ID.with(|r| *r.borrow())
+///         })
+///     })
+///     .collect();
+/// for (id, h) in handles.into_iter().enumerate() {
+///     assert_eq!(h.join().unwrap(), Some(id as u64), "each coroutine has its own value");
+/// }
+/// ```
 pub struct LocalKey<T: 'static> {
     init: fn() -> T,
     thread: &'static ThreadKey<T>,
@@ -59,6 +79,23 @@ impl<T: 'static> LocalKey<T> {
     ///
     /// The reference stays valid across waits inside `f`: the value lives
     /// with the coroutine, not with the thread it happens to run on.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    ///
+    /// corun_runtime::coroutine_local! {
+    ///     static DEPTH: Cell<u32> = Cell::new(0);
+    /// }
+    /// let h = corun_runtime::go!(|| {
+    ///     DEPTH.with(|d| d.set(d.get() + 1));
+    ///     DEPTH.with(|d| d.get())
+    /// });
+    /// assert_eq!(h.join().unwrap(), 1);
+    /// assert_eq!(h_main(), 0);
+    /// fn h_main() -> u32 {
+    ///     DEPTH.with(|d| d.get()) // outside coroutines: this thread's value
+    /// }
+    /// ```
     pub fn with<R>(&'static self, f: impl FnOnce(&T) -> R) -> R {
         let task = tls::current_task_ptr();
         if task.is_null() {

@@ -199,6 +199,17 @@ fn escape(v: &str) -> String {
 }
 
 /// Live coroutines with the same spawn site, state and wait reason.
+///
+/// ```
+/// use corun_runtime::{State, coroutine_profile};
+///
+/// corun_runtime::run(|| {
+///     let profile = coroutine_profile();
+///     let me = profile.groups.iter().find(|g| g.state == State::Running).unwrap();
+///     assert!(me.count >= 1);
+///     println!("{} x {} at {}", me.count, me.state.as_str(), me.spawn_site);
+/// });
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CoroutineGroup {
@@ -216,6 +227,14 @@ pub struct CoroutineGroup {
 
 /// The coroutine profile of a runtime: groups, largest first. A leak shows
 /// as a group that keeps growing, with an old `oldest`.
+///
+/// ```
+/// corun_runtime::run(|| {
+///     let profile = corun_runtime::coroutine_profile();
+///     assert_eq!(profile.total, profile.groups.iter().map(|g| g.count).sum::<usize>());
+///     assert!(profile.groups.windows(2).all(|w| w[0].count >= w[1].count));
+/// });
+/// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct CoroutineProfile {

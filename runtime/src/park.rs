@@ -20,6 +20,31 @@ use crate::task::{Header, TaskRef};
 use crate::{sched, tls};
 
 /// Why a coroutine waits; shown by `runtime::coroutines()` and `dump()`.
+///
+/// ```
+/// use corun_runtime::{Builder, WaitReason, coroutines, park, unparker};
+///
+/// let (tx, rx) = std::sync::mpsc::channel();
+/// let h = Builder::new()
+///     .name("idle")
+///     .spawn(move || {
+///         tx.send(unparker()).unwrap();
+///         park(WaitReason::Semaphore) // any reason may be given; may return spuriously
+///     })
+///     .unwrap();
+/// let wake = rx.recv().unwrap();
+/// let reason = loop {
+///     let me = coroutines().into_iter().find(|c| c.name.as_deref() == Some("idle"));
+///     match me {
+///         Some(c) if c.wait_reason != WaitReason::None => break c.wait_reason,
+///         Some(_) => std::thread::yield_now(),
+///         None => break WaitReason::None, // a spurious return ended it already
+///     }
+/// };
+/// assert!(matches!(reason, WaitReason::Semaphore | WaitReason::None));
+/// wake.unpark();
+/// h.join().unwrap();
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 #[repr(u8)]
@@ -101,6 +126,13 @@ impl WaitReason {
     }
 
     /// The text Go's goroutine dump would show.
+    ///
+    /// ```
+    /// use corun_runtime::WaitReason;
+    ///
+    /// assert_eq!(WaitReason::ChanReceive.as_str(), "chan receive");
+    /// assert_eq!(WaitReason::IoRead.to_string(), "io read");
+    /// ```
     pub fn as_str(self) -> &'static str {
         match self {
             WaitReason::None => "",
@@ -135,6 +167,24 @@ impl fmt::Display for WaitReason {
 }
 
 /// Wakes one parked coroutine or thread. Cheap to clone.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::sync::Arc;
+/// use corun_runtime::{WaitReason, park, unparker};
+///
+/// // A one-shot event built on park/unpark: the waiter loops on its condition.
+/// let ready = Arc::new(AtomicBool::new(false));
+/// let waiter = unparker(); // this thread (outside coroutines) is the waiter
+/// let flag = ready.clone();
+/// corun_runtime::go!(move || {
+///     flag.store(true, Ordering::Release);
+///     waiter.unpark();
+/// });
+/// while !ready.load(Ordering::Acquire) {
+///     park(WaitReason::Park);
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Unparker(Target);
 
@@ -146,6 +196,14 @@ enum Target {
 
 impl Unparker {
     /// Makes the waiter's current or next `park` return.
+    ///
+    /// ```
+    /// use corun_runtime::{WaitReason, park, unparker};
+    ///
+    /// let me = unparker();
+    /// me.unpark(); // a wake-up that comes first is kept...
+    /// park(WaitReason::Park); // ...so this returns at once
+    /// ```
     pub fn unpark(&self) {
         match &self.0 {
             Target::Task(task) => {
@@ -158,6 +216,16 @@ impl Unparker {
     }
 
     /// True if both wake the same coroutine or thread.
+    ///
+    /// ```
+    /// use corun_runtime::unparker;
+    ///
+    /// let a = unparker();
+    /// let b = unparker();
+    /// assert!(a.same_waiter(&b), "both wake this thread");
+    /// let other = corun_runtime::go!(unparker).join().unwrap();
+    /// assert!(!a.same_waiter(&other));
+    /// ```
     pub fn same_waiter(&self, other: &Unparker) -> bool {
         match (&self.0, &other.0) {
             (Target::Task(a), Target::Task(b)) => a.as_ptr() == b.as_ptr(),
@@ -167,6 +235,13 @@ impl Unparker {
     }
 
     /// True if this wakes a coroutine (not an OS thread).
+    ///
+    /// ```
+    /// use corun_runtime::unparker;
+    ///
+    /// assert!(!unparker().is_coroutine(), "the main thread is not a coroutine");
+    /// assert!(corun_runtime::go!(|| unparker().is_coroutine()).join().unwrap());
+    /// ```
     pub fn is_coroutine(&self) -> bool {
         matches!(self.0, Target::Task(_))
     }
@@ -187,6 +262,27 @@ impl fmt::Debug for Unparker {
 
 /// An unparker for the calling coroutine, or the calling thread outside
 /// coroutines.
+///
+/// ```
+/// use std::sync::mpsc;
+/// use corun_runtime::{WaitReason, park, unparker};
+///
+/// let (tx, rx) = mpsc::channel();
+/// let h = corun_runtime::go!(move || {
+///     let (reply, answer) = mpsc::channel();
+///     tx.send((unparker(), reply)).unwrap();
+///     loop {
+///         if let Ok(v) = answer.try_recv() {
+///             break v;
+///         }
+///         park(WaitReason::Park); // frees the worker thread meanwhile
+///     }
+/// });
+/// let (wake, reply) = rx.recv().unwrap();
+/// reply.send(42).unwrap();
+/// wake.unpark();
+/// assert_eq!(h.join().unwrap(), 42);
+/// ```
 pub fn unparker() -> Unparker {
     match current_task() {
         Some(task) => Unparker(Target::Task(task)),
@@ -207,6 +303,26 @@ fn current_task() -> Option<TaskRef> {
 
 /// Waits until unparked (see the module docs for the exact contract).
 /// `reason` is what introspection shows meanwhile.
+///
+/// ```
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+/// use corun_runtime::{WaitReason, park, unparker};
+///
+/// let count = Arc::new(AtomicUsize::new(0));
+/// let me = unparker();
+/// for _ in 0..4 {
+///     let (count, me) = (count.clone(), me.clone());
+///     corun_runtime::go!(move || {
+///         count.fetch_add(1, Ordering::SeqCst);
+///         me.unpark();
+///     });
+/// }
+/// // Several unparks may collapse into one wake-up: check the condition.
+/// while count.load(Ordering::SeqCst) < 4 {
+///     park(WaitReason::Park);
+/// }
+/// ```
 pub fn park(reason: WaitReason) {
     let task = tls::current_task_ptr();
     if task.is_null() {
@@ -219,6 +335,19 @@ pub fn park(reason: WaitReason) {
 
 /// Like [`park`], but returns by `deadline` at the latest. Returns `true`
 /// if the deadline has passed.
+///
+/// ```
+/// use std::time::{Duration, Instant};
+/// use corun_runtime::{WaitReason, park_deadline};
+///
+/// let h = corun_runtime::go!(|| {
+///     let deadline = Instant::now() + Duration::from_millis(5);
+///     // Nobody unparks us: loop until the deadline has passed.
+///     while !park_deadline(WaitReason::Park, deadline) {}
+///     Instant::now() >= deadline
+/// });
+/// assert!(h.join().unwrap());
+/// ```
 pub fn park_deadline(reason: WaitReason, deadline: Instant) -> bool {
     let now = Instant::now();
     if now >= deadline {

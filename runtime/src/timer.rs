@@ -224,17 +224,13 @@ pub(crate) struct Callback {
 /// timer.
 ///
 /// ```
-/// use std::sync::atomic::{AtomicBool, Ordering};
-/// use std::sync::Arc;
 /// use std::time::{Duration, Instant};
 ///
-/// let fired = Arc::new(AtomicBool::new(false));
-/// let flag = fired.clone();
+/// let (tx, rx) = std::sync::mpsc::channel();
 /// let timer = corun_runtime::Timer::at(Instant::now() + Duration::from_millis(5), move || {
-///     flag.store(true, Ordering::SeqCst)
+///     tx.send(()).unwrap()
 /// });
-/// std::thread::sleep(Duration::from_millis(100));
-/// assert!(fired.load(Ordering::SeqCst));
+/// rx.recv().unwrap(); // the callback ran
 /// assert!(!timer.cancel(), "already fired");
 /// ```
 pub struct Timer {
@@ -246,6 +242,18 @@ pub struct Timer {
 impl Timer {
     /// Arms a timer on the current runtime (the global one outside
     /// coroutines).
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let (tx, rx) = mpsc::channel();
+    /// let start = Instant::now();
+    /// let _timer = corun_runtime::Timer::at(start + Duration::from_millis(5), move || {
+    ///     tx.send(Instant::now()).unwrap() // runs on a worker: keep it short
+    /// });
+    /// assert!(rx.recv().unwrap() >= start + Duration::from_millis(5));
+    /// ```
     pub fn at<F: FnOnce() + Send + 'static>(deadline: Instant, f: F) -> Timer {
         let shared = crate::sched::current_shared();
         let heap = shared.timer_heap_index();
@@ -261,6 +269,16 @@ impl Timer {
 
     /// Stops the timer. Returns `true` if this call prevented the callback
     /// from running, `false` if it already ran (or was cancelled).
+    ///
+    /// ```
+    /// use std::time::{Duration, Instant};
+    ///
+    /// let timer = corun_runtime::Timer::at(Instant::now() + Duration::from_secs(60), || {
+    ///     unreachable!("cancelled first")
+    /// });
+    /// assert!(timer.cancel());
+    /// assert!(!timer.cancel(), "only the first cancel stops it");
+    /// ```
     pub fn cancel(&self) -> bool {
         if self.cb.cancelled.swap(true, Ordering::AcqRel) {
             return false;

@@ -161,6 +161,14 @@ pub fn trace_start() -> bool {
 
 /// Stops recording and returns the trace as Chrome trace-event JSON
 /// (empty of events if none was being recorded).
+///
+/// ```
+/// let json = corun_runtime::trace_stop(); // nothing was recording
+/// assert!(json.starts_with("{\"traceEvents\":[]"));
+/// assert!(corun_runtime::trace_start());
+/// corun_runtime::go!(|| corun_runtime::yield_now()).join().unwrap();
+/// assert!(corun_runtime::trace_stop().contains("\"name\":\"spawn\""));
+/// ```
 pub fn trace_stop() -> String {
     let mut started = STARTED.lock().unwrap_or_else(|e| e.into_inner());
     *started = false;
@@ -209,6 +217,15 @@ pub fn trace_stop() -> String {
 }
 
 /// Stops recording and writes the trace to `path`.
+///
+/// ```
+/// let path = std::env::temp_dir().join(format!("corun-doc-trace-{}.json", std::process::id()));
+/// corun_runtime::trace_start();
+/// corun_runtime::go!(|| ()).join().unwrap();
+/// corun_runtime::trace_stop_to(&path).unwrap(); // open it in ui.perfetto.dev
+/// assert!(std::fs::read_to_string(&path).unwrap().contains("traceEvents"));
+/// std::fs::remove_file(&path).unwrap();
+/// ```
 pub fn trace_stop_to(path: impl AsRef<std::path::Path>) -> std::io::Result<()> {
     std::fs::write(path, trace_stop())
 }

@@ -25,6 +25,10 @@ use crate::os;
 /// Bytes of guard at the low end of every slot. Rust probes every page of a
 /// large frame, so one guard page would do; four absorb C frames compiled
 /// without stack-clash protection that skip a page or two.
+///
+/// ```
+/// assert_eq!(corun_stacks::GUARD_SIZE % 4096, 0, "whole pages");
+/// ```
 pub const GUARD_SIZE: usize = 16 * 1024;
 
 /// Bytes at the top of every slot holding the owner's label for the overflow
@@ -39,6 +43,13 @@ const CHUNK_MAX_BYTES: usize = 1 << 30;
 const MAX_CHUNKS: usize = 8192;
 
 /// How guard regions are made.
+///
+/// ```
+/// use corun_stacks::{GuardMode, guard_mode};
+///
+/// // Linux >= 6.13 installs guards without splitting the mapping.
+/// assert!(matches!(guard_mode(), GuardMode::Madvise | GuardMode::Mprotect));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GuardMode {
     /// `madvise(MADV_GUARD_INSTALL)`: the mapping is not split (Linux >= 6.13).
@@ -63,6 +74,16 @@ const MAP_HEADROOM: usize = 4096;
 /// Forces a guard mode before any stack exists. `CORUN_STACK_GUARD=mprotect`
 /// does the same from the environment. Returns the mode in force: a mode is
 /// fixed once the first guard is installed.
+///
+/// ```
+/// use corun_stacks::{GuardMode, Stack, set_guard_mode};
+///
+/// // Before the first stack: choose the portable mode.
+/// assert_eq!(set_guard_mode(GuardMode::Mprotect), GuardMode::Mprotect);
+/// let _s = Stack::new(32 * 1024).unwrap();
+/// // Too late to change it now.
+/// assert_eq!(set_guard_mode(GuardMode::Madvise), GuardMode::Mprotect);
+/// ```
 pub fn set_guard_mode(mode: GuardMode) -> GuardMode {
     let want = match mode {
         GuardMode::Madvise => MODE_MADVISE,
@@ -76,6 +97,11 @@ pub fn set_guard_mode(mode: GuardMode) -> GuardMode {
 }
 
 /// The guard mode in force (decided at the first guard installation).
+///
+/// ```
+/// let mode = corun_stacks::guard_mode();
+/// assert_eq!(corun_stacks::stats().guard_mode, mode);
+/// ```
 pub fn guard_mode() -> GuardMode {
     match GUARD_MODE.load(Ordering::Acquire) {
         MODE_MPROTECT => GuardMode::Mprotect,

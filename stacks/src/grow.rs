@@ -13,6 +13,17 @@ use crate::{MAX_STACK_SIZE, Stack};
 /// Bytes left on the current stack below the caller's frame, if known.
 ///
 /// Known on fibers, on segments and on threads whose bounds `pthread` reports.
+///
+/// ```
+/// use corun_stacks::{Stack, fiber::Fiber, remaining_stack};
+///
+/// let mut f = Fiber::new(Stack::new(64 * 1024).unwrap(), || {
+///     let left = remaining_stack().unwrap();
+///     assert!(left > 32 * 1024 && left < 64 * 1024);
+/// });
+/// f.resume();
+/// assert!(remaining_stack().is_some(), "the main thread's bounds are known too");
+/// ```
 #[inline(never)]
 pub fn remaining_stack() -> Option<usize> {
     let marker = 0u8;

@@ -35,6 +35,20 @@
 //! - A slot's guard is installed before the slot is first handed out and is
 //!   never removed.
 //! - Pages are released only for slots in the pool, never for a slot in use.
+//!
+//! ```
+//! use corun_stacks::{Stack, fiber::{Fiber, Resumed, suspend}};
+//!
+//! let stack = Stack::new(64 * 1024).unwrap(); // guarded, lazily committed
+//! let mut fiber = Fiber::new(stack, || {
+//!     suspend(1);
+//!     suspend(2);
+//! });
+//! assert_eq!(fiber.resume(), Resumed::Suspended(1));
+//! assert_eq!(fiber.resume(), Resumed::Suspended(2));
+//! assert_eq!(fiber.resume(), Resumed::Finished);
+//! drop(fiber.into_stack()); // back to the pool
+//! ```
 
 #![deny(unsafe_op_in_unsafe_fn)]
 
@@ -54,10 +68,30 @@ pub use overflow::{ensure_altstack, install as install_overflow_handler};
 pub use pool::{HOT_WINDOW, trim};
 
 /// Smallest accepted stack size.
+///
+/// ```
+/// use corun_stacks::{MIN_STACK_SIZE, validate_size};
+///
+/// assert!(validate_size(MIN_STACK_SIZE).is_ok());
+/// assert!(validate_size(MIN_STACK_SIZE - 1).is_err());
+/// ```
 pub const MIN_STACK_SIZE: usize = 16 * 1024;
 /// Largest accepted stack size.
+///
+/// ```
+/// use corun_stacks::{MAX_STACK_SIZE, validate_size};
+///
+/// let err = validate_size(MAX_STACK_SIZE + 1).unwrap_err();
+/// assert!(err.to_string().contains("not accepted"), "{err}");
+/// ```
 pub const MAX_STACK_SIZE: usize = 1 << 30;
 /// The default stack reservation; `docs/stacks.md` explains the choice.
+///
+/// ```
+/// // Reserved address space, not memory: pages are committed as touched.
+/// let stack = corun_stacks::Stack::new(corun_stacks::DEFAULT_STACK_SIZE).unwrap();
+/// assert_eq!(stack.size(), corun_stacks::DEFAULT_STACK_SIZE);
+/// ```
 pub const DEFAULT_STACK_SIZE: usize = 256 * 1024;
 
 /// Checks a requested stack size and rounds it up to whole pages.
@@ -81,6 +115,16 @@ pub fn validate_size(size: usize) -> io::Result<usize> {
 }
 
 /// A guarded, lazily committed stack from the pool. Dropping it returns it.
+///
+/// ```
+/// use corun_stacks::Stack;
+///
+/// let a = Stack::new(64 * 1024).unwrap();
+/// let top = a.top();
+/// drop(a); // back to this thread's cache...
+/// let b = Stack::new(64 * 1024).unwrap();
+/// assert_eq!(b.top(), top, "...and reused by the next request of that size");
+/// ```
 #[derive(Debug)]
 pub struct Stack {
     top: usize,
@@ -90,6 +134,12 @@ pub struct Stack {
 impl Stack {
     /// Takes a stack with at least `size` usable bytes (see
     /// [`validate_size`]), from the calling thread's cache when it can.
+    ///
+    /// ```
+    /// let s = corun_stacks::Stack::new(20_000).unwrap();
+    /// assert_eq!(s.size(), 20_480, "rounded up to whole pages");
+    /// assert!(corun_stacks::Stack::new(1 << 40).is_err(), "refused with a message");
+    /// ```
     pub fn new(size: usize) -> io::Result<Stack> {
         let size = validate_size(size)?;
         overflow::install();
@@ -98,21 +148,45 @@ impl Stack {
     }
 
     /// Usable bytes (page-rounded, excluding the guard).
+    ///
+    /// ```
+    /// let s = corun_stacks::Stack::new(128 * 1024).unwrap();
+    /// assert_eq!(s.size(), s.top() - s.bottom());
+    /// ```
     pub fn size(&self) -> usize {
         self.size
     }
 
     /// One past the highest byte of the slot.
+    ///
+    /// ```
+    /// let s = corun_stacks::Stack::new(32 * 1024).unwrap();
+    /// assert_eq!(s.top() % 4096, 0, "slot tops are page-aligned");
+    /// ```
     pub fn top(&self) -> usize {
         self.top
     }
 
     /// The lowest usable byte, just above the guard.
+    ///
+    /// ```
+    /// let s = corun_stacks::Stack::new(32 * 1024).unwrap();
+    /// assert!(s.bottom() < s.top());
+    /// // The guard (GUARD_SIZE bytes) lies just below `bottom`.
+    /// assert_eq!(s.bottom() % 4096, 0);
+    /// ```
     pub fn bottom(&self) -> usize {
         self.top - self.size
     }
 
     /// Records the owner named in the overflow report.
+    ///
+    /// ```
+    /// let mut s = corun_stacks::Stack::new(32 * 1024).unwrap();
+    /// // An overflow on this stack will now be reported as
+    /// // "coroutine 7 "parser" has overflowed its stack".
+    /// s.set_label(7, "parser");
+    /// ```
     pub fn set_label(&mut self, id: u64, name: &str) {
         // SAFETY: we own the slot while this `Stack` exists.
         unsafe { label::Label::new(id, name, false).write(self.top) };
@@ -143,6 +217,15 @@ unsafe impl corosensei::stack::Stack for Stack {
 }
 
 /// Counts and bytes of the stack pools.
+///
+/// ```
+/// let before = corun_stacks::stats();
+/// let s = corun_stacks::Stack::new(48 * 1024).unwrap();
+/// let during = corun_stacks::stats();
+/// assert!(during.reserved_bytes >= 48 * 1024);
+/// drop(s);
+/// assert_eq!(before.guard_mode, during.guard_mode);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stats {
     /// Stacks held by a `Stack` value (running, parked or otherwise in use).
@@ -158,6 +241,12 @@ pub struct Stats {
 }
 
 /// Current counts. Cheap: a few atomic loads and one short lock.
+///
+/// ```
+/// let s = corun_stacks::Stack::new(32 * 1024).unwrap();
+/// assert!(corun_stacks::stats().in_use >= 1);
+/// drop(s);
+/// ```
 pub fn stats() -> Stats {
     let (in_use, pooled, free_slots) = pool::counts();
     Stats {
@@ -171,6 +260,20 @@ pub fn stats() -> Stats {
 
 /// Resident bytes of all stack arenas, sampled now with `mincore(2)`: exact
 /// at the time of the call, and it costs a system call per 16 MiB reserved.
+///
+/// ```
+/// use corun_stacks::{Stack, resident_bytes};
+///
+/// let s = Stack::new(1 << 20).unwrap();
+/// let fiber = corun_stacks::fiber::Fiber::new(s, || {
+///     let big = [1u8; 256 * 1024]; // touch 256 KiB of the stack
+///     std::hint::black_box(&big);
+/// });
+/// let mut fiber = fiber;
+/// fiber.resume();
+/// // Resident memory is counted page by page (mincore), not estimated.
+/// assert!(resident_bytes().unwrap() >= 256 * 1024);
+/// ```
 pub fn resident_bytes() -> io::Result<usize> {
     let mut pages = 0;
     let mut err = None;

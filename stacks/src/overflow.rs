@@ -31,6 +31,14 @@ static INSTALL: Once = Once::new();
 const SIGNALS: [libc::c_int; 2] = [libc::SIGSEGV, libc::SIGBUS];
 
 /// Installs the overflow handler for the process (idempotent).
+///
+/// ```
+/// // Idempotent; `Stack::new` calls it. An overflow then prints
+/// // "coroutine N ... has overflowed its stack" and aborts, instead of a bare
+/// // SIGSEGV.
+/// corun_stacks::install_overflow_handler();
+/// corun_stacks::install_overflow_handler();
+/// ```
 pub fn install() {
     INSTALL.call_once(|| {
         // SAFETY: `PREVIOUS` is written here, once, before our handler can
@@ -84,6 +92,12 @@ thread_local! {
 /// Makes sure the calling thread has an alternate signal stack, so the
 /// handler can run when a coroutine stack is exhausted. Threads spawned by
 /// `std` already have one; other threads get one here, once.
+///
+/// ```
+/// // A thread not started by std (e.g. from C) may lack a signal stack; the
+/// // runtime calls this on each worker before running coroutines.
+/// std::thread::spawn(corun_stacks::ensure_altstack).join().unwrap();
+/// ```
 #[inline(never)]
 pub fn ensure_altstack() {
     if ALTSTACK_CHECKED.with(|c| c.replace(true)) {

@@ -36,6 +36,10 @@ use crate::os;
 
 /// Bytes at the top of a pooled stack that stay resident so a recycled stack
 /// starts without page faults.
+///
+/// ```
+/// assert!(corun_stacks::HOT_WINDOW <= corun_stacks::MIN_STACK_SIZE);
+/// ```
 pub const HOT_WINDOW: usize = 16 * 1024;
 
 const THREAD_CACHE_MAX: usize = 32;
@@ -246,6 +250,15 @@ fn trim_due() -> bool {
 /// pooled stacks are trimmed to their hot window, and stacks beyond
 /// `GLOBAL_HOT_MAX` per size are released entirely. Cheap when there is
 /// nothing to do. The runtime calls it after a quiet second.
+///
+/// ```
+/// use corun_stacks::{Stack, stats, trim};
+///
+/// let stacks: Vec<_> = (0..8).map(|_| Stack::new(64 * 1024).unwrap()).collect();
+/// drop(stacks); // pooled in this thread's cache
+/// trim(); // the cache moves to the global pool; cold pages go back to the OS
+/// assert!(stats().pooled >= 8, "still pooled, with only the hot window resident");
+/// ```
 pub fn trim() {
     let _ = CACHE.try_with(|c| {
         let sizes = std::mem::take(&mut c.borrow_mut().sizes);
