@@ -376,6 +376,38 @@ pub fn park_deadline(reason: WaitReason, deadline: Instant) -> bool {
     expired
 }
 
+/// Cache lines below and above a parked coroutine's marker that its resume
+/// touches: the registers the switch saved just below, then the frames of
+/// the park path it returns through (channel, lock or I/O wait).
+const PREFETCH_BELOW: usize = 4;
+const PREFETCH_ABOVE: usize = 12;
+
+/// Starts loading the stack lines a woken coroutine will touch first.
+///
+/// With thousands of coroutines their stacks fall out of the cache while
+/// parked, and resuming one costs a miss per frame it returns through (the
+/// ring benchmark: ~6 last-level misses per hop). The waker queues the task
+/// tens to hundreds of nanoseconds before it runs, so prefetching here
+/// overlaps those misses with the waker's own work. A prefetch is only a
+/// hint: it never faults and never changes memory, whatever the address.
+#[inline]
+pub(crate) fn prefetch_stack(header: &Header) {
+    let sp = header.parked_sp.load(std::sync::atomic::Ordering::Relaxed);
+    if sp == 0 {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        let first = (sp & !63).wrapping_sub(PREFETCH_BELOW * 64);
+        for line in 0..PREFETCH_BELOW + PREFETCH_ABOVE {
+            // SAFETY: SSE is part of the x86_64 baseline, and a prefetch
+            // has no effect on memory or control flow (see above).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(first.wrapping_add(line * 64) as *const i8) };
+        }
+    }
+}
+
 #[inline(never)]
 fn park_task(header: &Header, reason: WaitReason) {
     if header.take_notified() {
@@ -389,6 +421,11 @@ fn park_task(header: &Header, reason: WaitReason) {
     crate::trace::event(crate::trace::Kind::Park, header.id, reason as u32);
     header.since.store(
         header.shared.coarse_now(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
+    let marker = 0u8;
+    header.parked_sp.store(
+        std::hint::black_box(&marker) as *const u8 as usize,
         std::sync::atomic::Ordering::Relaxed,
     );
     corun_stacks::fiber::suspend(sched::SUSPEND_PARK);

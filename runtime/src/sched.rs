@@ -711,6 +711,7 @@ fn with_own_p<R>(shared: &Shared, f: impl FnOnce(&P) -> R) -> Option<R> {
 /// Queues a task that `notify` just made SCHEDULED.
 pub(crate) fn enqueue_woken(task: TaskRef) {
     let header = task.header();
+    crate::park::prefetch_stack(header);
     trace::event(trace::Kind::Wake, header.id, 0);
     if let Some(home) = header.home.clone() {
         home.wake(task);

@@ -76,6 +76,9 @@ pub(crate) struct Header {
     pub(crate) since: AtomicU64,
     /// Where the registry keeps this task: shard and slot.
     pub(crate) registry_slot: AtomicU64,
+    /// An address in the frame that last parked, or 0: where its stack
+    /// resumes, for the waker to prefetch (`park::prefetch_stack`).
+    pub(crate) parked_sp: AtomicUsize,
     /// Owned by the thread that holds the task RUNNING.
     fiber: UnsafeCell<Option<Fiber>>,
     /// Written by the joiner before it sets JOIN_WAITER, read by the
@@ -151,6 +154,7 @@ impl TaskRef {
                     stack_size: init.stack_size,
                     since: AtomicU64::new(init.shared.coarse_now()),
                     registry_slot: AtomicU64::new(u64::MAX),
+                    parked_sp: AtomicUsize::new(0),
                     fiber: UnsafeCell::new(None),
                     joiner: UnsafeCell::new(None),
                     locals: UnsafeCell::new(None),
