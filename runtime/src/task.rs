@@ -244,7 +244,7 @@ impl Header {
 
     /// RUNNING -> SCHEDULED, after a yield switched away.
     pub(crate) fn end_run_yield(&self) {
-        // A wake during the run is satisfied by being scheduled again.
+        // A wake during the run stays pending for the next park.
         let prev = lifecycle::end_run_yield(&self.state);
         debug_assert_eq!(prev & LIFECYCLE, RUNNING);
     }

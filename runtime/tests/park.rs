@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corun_runtime::{Runtime, WaitReason, go, park, park_deadline, unparker};
+use corun_runtime::{Runtime, Unparker, WaitReason, go, park, park_deadline, unparker};
 
 #[test]
 fn unpark_before_park_is_kept() {
@@ -176,4 +176,36 @@ fn cancelled_timers_do_not_accumulate() {
         }
     });
     assert!(rt.stats().timers <= 64, "{:?}", rt.stats());
+}
+
+/// A wake that arrives while the coroutine sits in the run queue after a
+/// yield (here: between checking its condition and parking) is kept for
+/// the next park, as `thread::park`'s token is: the park returns at once.
+#[test]
+fn a_wake_while_queued_after_a_yield_is_kept() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let kept = rt.block_on(|| {
+        let slot = Arc::new(Mutex::new(None::<Unparker>));
+        let waker_slot = slot.clone();
+        // One P: the two take turns at each yield.
+        let waker = corun_runtime::go!(move || {
+            let target = loop {
+                if let Some(u) = waker_slot.lock().unwrap().take() {
+                    break u;
+                }
+                corun_runtime::yield_now();
+            };
+            target.unpark(); // the target is queued, not parked
+        });
+        let waiter = corun_runtime::go!(move || {
+            *slot.lock().unwrap() = Some(unparker());
+            corun_runtime::yield_now(); // the waker runs and wakes us now
+            let timed_out =
+                park_deadline(WaitReason::Park, Instant::now() + Duration::from_secs(5));
+            !timed_out
+        });
+        waker.join().unwrap();
+        waiter.join().unwrap()
+    });
+    assert!(kept, "the wake was lost: the park waited for its deadline");
 }
