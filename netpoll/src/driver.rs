@@ -30,6 +30,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -86,9 +87,13 @@ impl Direction {
         // each side): one of the two sees the other.
         self.seq.fetch_add(1, Ordering::SeqCst);
         self.ready.store(true, Ordering::SeqCst);
-        for u in waiters.drain(..) {
-            driver().waiting.fetch_sub(1, Ordering::Relaxed);
-            wake(u);
+        if !waiters.is_empty() {
+            driver().waiting.fetch_sub(waiters.len(), Ordering::Relaxed);
+            // Usually one waiter: popping skips `Drain`'s bookkeeping and
+            // keeps the vector's capacity for the next wait.
+            while let Some(u) = waiters.pop() {
+                wake(u);
+            }
         }
     }
 
@@ -145,6 +150,12 @@ impl Direction {
                     false
                 }
             };
+            // An event bumps `seq` and empties the queue under the lock in
+            // one go, so a changed count means it fired and took us out:
+            // no need to look (the common wake-up, without the lock).
+            if self.seq.load(Ordering::Acquire) != since {
+                return Ok(());
+            }
             let mut waiters = lock(&self.waiters);
             let queued = waiters.iter().position(|u| u.same_waiter(&me));
             let Some(at) = queued else {
@@ -160,6 +171,28 @@ impl Direction {
                 ));
             }
         }
+    }
+}
+
+/// Hashes the sources' keys, which are sequential and never chosen by a
+/// peer: one multiplication (Fibonacci hashing) spreads them over the
+/// table, where SipHash cost more per event than the rest of the lookup.
+#[derive(Default)]
+pub(crate) struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        self.0 = key.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -211,7 +244,7 @@ impl Source {
 /// The process-wide driver.
 pub(crate) struct NetDriver {
     poller: Epoll,
-    sources: Mutex<HashMap<u64, Arc<Source>>>,
+    sources: Mutex<HashMap<u64, Arc<Source>, BuildHasherDefault<KeyHasher>>>,
     next_key: AtomicU64,
     /// Parties parked on some direction.
     waiting: AtomicUsize,
@@ -289,7 +322,7 @@ pub(crate) fn driver() -> &'static NetDriver {
             .unwrap_or_else(|e| panic!("corun-netpoll: cannot create the poller (epoll): {e}"));
         let d: &'static NetDriver = Box::leak(Box::new(NetDriver {
             poller,
-            sources: Mutex::new(HashMap::new()),
+            sources: Mutex::new(HashMap::default()),
             next_key: AtomicU64::new(0),
             waiting: AtomicUsize::new(0),
             polling: Mutex::new(()),

@@ -65,6 +65,7 @@ fn dead_snapshot(shared: &'static Shared) -> Option<u64> {
     if shared.npidle() != shared.ps.len()
         || shared.work_queued()
         || shared.ps.iter().any(|p| p.timers.len() > 0)
+        || crate::driver::installed().is_some_and(|d| d.has_waiters())
     {
         return None;
     }
@@ -76,9 +77,6 @@ fn dead_snapshot(shared: &'static Shared) -> Option<u64> {
         && stats.timers == 0
         && !shared.work_queued();
     if !quiet {
-        return None;
-    }
-    if crate::driver::installed().is_some_and(|d| d.has_waiters()) {
         return None;
     }
     let ours = shared.nm.load(Ordering::SeqCst)
