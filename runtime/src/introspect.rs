@@ -77,19 +77,27 @@ impl Registry {
         drop(taken);
     }
 
-    pub(crate) fn snapshot(&self) -> Vec<TaskRef> {
-        let mut out = Vec::new();
+    /// Calls `f` on every live task, under its shard's lock: what `f`
+    /// reads of the task's run state stays valid meanwhile (see
+    /// `run_state.rs`), so `f` must be short and must not touch the
+    /// registry.
+    fn visit(&self, mut f: impl FnMut(&Header)) {
         for shard in self.shards.iter() {
-            out.extend(lock(shard).slots.iter().flatten().cloned());
+            for task in lock(shard).slots.iter().flatten() {
+                f(task.header());
+            }
         }
-        out
     }
 
     /// Runtime shutdown: completes every unfinished task with an error,
     /// without running the rest of its code (as a Go program's goroutines
     /// simply stop at exit), so joiners return.
     pub(crate) fn abandon_all(&self) {
-        for task in self.snapshot() {
+        let mut tasks = Vec::new();
+        for shard in self.shards.iter() {
+            tasks.extend(lock(shard).slots.iter().flatten().cloned());
+        }
+        for task in tasks {
             task.header().abandon();
             self.remove(task.header());
         }
@@ -185,8 +193,10 @@ pub struct CoroutineInfo {
     pub stack_size: usize,
 }
 
-fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
-    let h = t.header();
+/// Called under the registry lock of the shard holding the task.
+fn info(shared: &Shared, h: &Header, now: u64) -> Option<CoroutineInfo> {
+    // SAFETY: the caller holds the lock of the shard that holds the task.
+    let run = unsafe { h.run_state() }?;
     let reason = h.wait_reason();
     let state = match h.lifecycle() {
         task::IDLE => State::Waiting,
@@ -195,7 +205,7 @@ fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
         task::RUNNING => State::Running,
         _ => return None,
     };
-    let since = h.since.load(Ordering::Relaxed);
+    let since = run.since.load(Ordering::Relaxed);
     Some(CoroutineInfo {
         id: h.id,
         name: h.name.as_deref().map(str::to_owned),
@@ -205,10 +215,10 @@ fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
         } else {
             WaitReason::None
         },
-        spawn_site: h.spawn_site,
+        spawn_site: run.spawn_site,
         time_in_state: Duration::from_nanos(now.saturating_sub(since)),
         pinned: h.pinned,
-        stack_size: h.stack_size,
+        stack_size: run.stack_size,
     })
     .filter(|_| std::ptr::eq(h.shared, shared))
 }
@@ -233,12 +243,8 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
 
 pub(crate) fn coroutines_of(shared: &Shared) -> Vec<CoroutineInfo> {
     let now = shared.tick_coarse();
-    let mut v: Vec<_> = shared
-        .registry
-        .snapshot()
-        .iter()
-        .filter_map(|t| info(shared, t, now))
-        .collect();
+    let mut v = Vec::new();
+    shared.registry.visit(|h| v.extend(info(shared, h, now)));
     v.sort_by_key(|c| c.id);
     v
 }
@@ -355,16 +361,16 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         ps: shared.ps.len(),
         ..Stats::default()
     };
-    for t in shared.registry.snapshot() {
+    shared.registry.visit(|h| {
         s.coroutines += 1;
-        match t.header().lifecycle() {
+        match h.lifecycle() {
             task::IDLE => s.waiting += 1,
             task::SCHEDULED => s.runnable += 1,
-            task::RUNNING if t.header().wait_reason() == WaitReason::Blocking => s.syscall += 1,
+            task::RUNNING if h.wait_reason() == WaitReason::Blocking => s.syscall += 1,
             task::RUNNING => s.running += 1,
             _ => s.coroutines -= 1,
         }
-    }
+    });
     s.idle_ps = shared.npidle();
     s.ms = shared.nm.load(Ordering::Relaxed);
     s.idle_ms = shared.idle_ms();

@@ -34,6 +34,7 @@ mod local;
 mod metrics;
 mod park;
 mod pinned;
+mod run_state;
 mod runtime;
 mod sched;
 mod sysmon;

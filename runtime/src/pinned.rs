@@ -61,7 +61,9 @@ pub(crate) fn live_threads() -> usize {
 
 /// Starts the thread a pinned task lives on; `task` is its queue reference.
 pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<()> {
-    let home = task.header().home.clone().expect("pinned task has a home");
+    // SAFETY: the task is SCHEDULED and not queued yet: it cannot finish.
+    let state = unsafe { task.header().run_state() }.expect("a new task has a run state");
+    let home = state.home.clone().expect("pinned task has a home");
     let name = format!("corun-pinned-{}", task.header().id);
     LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
     struct Live;
@@ -97,8 +99,7 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
     loop {
         // SAFETY: we hold the task RUNNING.
         let Some(fiber) = (unsafe { header.fiber() }) else {
-            header.complete();
-            shared.registry.remove(header);
+            crate::sched::finish(shared, header);
             return true;
         };
         tls::set_task(header, true);
@@ -108,8 +109,7 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
             Resumed::Finished => {
                 // SAFETY: RUNNING and finished.
                 unsafe { header.release_fiber() };
-                header.complete();
-                shared.registry.remove(header);
+                crate::sched::finish(shared, header);
                 return true;
             }
             Resumed::Suspended(SUSPEND_PARK) => {
