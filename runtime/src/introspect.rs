@@ -77,27 +77,19 @@ impl Registry {
         drop(taken);
     }
 
-    /// Calls `f` on every live task, under its shard's lock: what `f`
-    /// reads of the task's run state stays valid meanwhile (see
-    /// `run_state.rs`), so `f` must be short and must not touch the
-    /// registry.
-    fn visit(&self, mut f: impl FnMut(&Header)) {
+    pub(crate) fn snapshot(&self) -> Vec<TaskRef> {
+        let mut out = Vec::new();
         for shard in self.shards.iter() {
-            for task in lock(shard).slots.iter().flatten() {
-                f(task.header());
-            }
+            out.extend(lock(shard).slots.iter().flatten().cloned());
         }
+        out
     }
 
     /// Runtime shutdown: completes every unfinished task with an error,
     /// without running the rest of its code (as a Go program's goroutines
     /// simply stop at exit), so joiners return.
     pub(crate) fn abandon_all(&self) {
-        let mut tasks = Vec::new();
-        for shard in self.shards.iter() {
-            tasks.extend(lock(shard).slots.iter().flatten().cloned());
-        }
-        for task in tasks {
+        for task in self.snapshot() {
             task.header().abandon();
             self.remove(task.header());
         }
@@ -193,10 +185,8 @@ pub struct CoroutineInfo {
     pub stack_size: usize,
 }
 
-/// Called under the registry lock of the shard holding the task.
-fn info(shared: &Shared, h: &Header, now: u64) -> Option<CoroutineInfo> {
-    // SAFETY: the caller holds the lock of the shard that holds the task.
-    let run = unsafe { h.run_state() }?;
+fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
+    let h = t.header();
     let reason = h.wait_reason();
     let state = match h.lifecycle() {
         task::IDLE => State::Waiting,
@@ -205,7 +195,7 @@ fn info(shared: &Shared, h: &Header, now: u64) -> Option<CoroutineInfo> {
         task::RUNNING => State::Running,
         _ => return None,
     };
-    let since = run.since.load(Ordering::Relaxed);
+    let since = h.since.load(Ordering::Relaxed);
     Some(CoroutineInfo {
         id: h.id,
         name: h.name.as_deref().map(str::to_owned),
@@ -215,10 +205,10 @@ fn info(shared: &Shared, h: &Header, now: u64) -> Option<CoroutineInfo> {
         } else {
             WaitReason::None
         },
-        spawn_site: run.spawn_site,
+        spawn_site: h.spawn_site,
         time_in_state: Duration::from_nanos(now.saturating_sub(since)),
         pinned: h.pinned,
-        stack_size: run.stack_size,
+        stack_size: h.stack_size,
     })
     .filter(|_| std::ptr::eq(h.shared, shared))
 }
@@ -243,8 +233,12 @@ pub fn coroutines() -> Vec<CoroutineInfo> {
 
 pub(crate) fn coroutines_of(shared: &Shared) -> Vec<CoroutineInfo> {
     let now = shared.tick_coarse();
-    let mut v = Vec::new();
-    shared.registry.visit(|h| v.extend(info(shared, h, now)));
+    let mut v: Vec<_> = shared
+        .registry
+        .snapshot()
+        .iter()
+        .filter_map(|t| info(shared, t, now))
+        .collect();
     v.sort_by_key(|c| c.id);
     v
 }
@@ -361,16 +355,16 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         ps: shared.ps.len(),
         ..Stats::default()
     };
-    shared.registry.visit(|h| {
+    for t in shared.registry.snapshot() {
         s.coroutines += 1;
-        match h.lifecycle() {
+        match t.header().lifecycle() {
             task::IDLE => s.waiting += 1,
             task::SCHEDULED => s.runnable += 1,
-            task::RUNNING if h.wait_reason() == WaitReason::Blocking => s.syscall += 1,
+            task::RUNNING if t.header().wait_reason() == WaitReason::Blocking => s.syscall += 1,
             task::RUNNING => s.running += 1,
             _ => s.coroutines -= 1,
         }
-    });
+    }
     s.idle_ps = shared.npidle();
     s.ms = shared.nm.load(Ordering::Relaxed);
     s.idle_ms = shared.idle_ms();

@@ -34,7 +34,6 @@ mod local;
 mod metrics;
 mod park;
 mod pinned;
-mod run_state;
 mod runtime;
 mod sched;
 mod sysmon;

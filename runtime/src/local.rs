@@ -37,7 +37,7 @@ pub(crate) fn drop_current() {
     // map; keep dropping until none is left, still on the coroutine's stack.
     // SAFETY: we run as this task; only it touches its locals, and the map
     // is moved out before its values' destructors run.
-    while let Some(map) = unsafe { (*(*task).locals()).take() } {
+    while let Some(map) = unsafe { (*(*task).locals.get()).take() } {
         drop(map);
     }
 }
@@ -106,7 +106,7 @@ impl<T: 'static> LocalKey<T> {
         // it. Values are boxed, so growing the map does not move them; they
         // are removed only when the coroutine ends, after `f` returned.
         let value: *const T = unsafe {
-            let slot = &mut *(*task).locals();
+            let slot = &mut *(*task).locals.get();
             let map = slot.get_or_insert_with(Default::default);
             match map.entries.iter().find(|(k, _)| *k == key) {
                 Some((_, v)) => (*v).cast::<T>(),
@@ -114,7 +114,7 @@ impl<T: 'static> LocalKey<T> {
                     // Initialise outside any borrow of the map: `init` may
                     // use other coroutine-locals.
                     let fresh: *mut dyn Any = Box::into_raw(Box::new((self.init)()));
-                    let slot = &mut *(*task).locals();
+                    let slot = &mut *(*task).locals.get();
                     let map = slot.get_or_insert_with(Default::default);
                     map.entries.push((key, fresh));
                     fresh.cast::<T>()

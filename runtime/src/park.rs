@@ -419,13 +419,10 @@ fn park_task(header: &Header, reason: WaitReason) {
     }
     header.set_wait_reason(reason);
     crate::trace::event(crate::trace::Kind::Park, header.id, reason as u32);
-    // SAFETY: we run as this coroutine, so hold it RUNNING.
-    if let Some(run) = unsafe { header.run_state() } {
-        run.since.store(
-            header.shared.coarse_now(),
-            std::sync::atomic::Ordering::Relaxed,
-        );
-    }
+    header.since.store(
+        header.shared.coarse_now(),
+        std::sync::atomic::Ordering::Relaxed,
+    );
     let marker = 0u8;
     header.parked_sp.store(
         std::hint::black_box(&marker) as *const u8 as usize,

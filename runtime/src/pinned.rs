@@ -61,9 +61,7 @@ pub(crate) fn live_threads() -> usize {
 
 /// Starts the thread a pinned task lives on; `task` is its queue reference.
 pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<()> {
-    // SAFETY: the task is SCHEDULED and not queued yet: it cannot finish.
-    let state = unsafe { task.header().run_state() }.expect("a new task has a run state");
-    let home = state.home.clone().expect("pinned task has a home");
+    let home = task.header().home.clone().expect("pinned task has a home");
     let name = format!("corun-pinned-{}", task.header().id);
     LIVE_THREADS.fetch_add(1, Ordering::SeqCst);
     struct Live;
@@ -99,7 +97,8 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
     loop {
         // SAFETY: we hold the task RUNNING.
         let Some(fiber) = (unsafe { header.fiber() }) else {
-            crate::sched::finish(shared, header);
+            header.complete();
+            shared.registry.remove(header);
             return true;
         };
         tls::set_task(header, true);
@@ -109,7 +108,8 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
             Resumed::Finished => {
                 // SAFETY: RUNNING and finished.
                 unsafe { header.release_fiber() };
-                crate::sched::finish(shared, header);
+                header.complete();
+                shared.registry.remove(header);
                 return true;
             }
             Resumed::Suspended(SUSPEND_PARK) => {

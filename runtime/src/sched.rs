@@ -708,27 +708,12 @@ fn with_own_p<R>(shared: &Shared, f: impl FnOnce(&P) -> R) -> Option<R> {
     Some(r)
 }
 
-/// Ends a task whose coroutine finished (or could not start): out of the
-/// registry first, so introspection stops reading its run state, then the
-/// run state back to the free lists, then COMPLETE, which releases a joiner.
-pub(crate) fn finish(shared: &Shared, header: &Header) {
-    shared.registry.remove(header);
-    // SAFETY: the caller holds the task RUNNING with its fiber released or
-    // never made, and it just left the registry.
-    unsafe { header.retire() };
-    header.complete();
-}
-
 /// Queues a task that `notify` just made SCHEDULED.
 pub(crate) fn enqueue_woken(task: TaskRef) {
     let header = task.header();
     crate::park::prefetch_stack(header);
     trace::event(trace::Kind::Wake, header.id, 0);
-    if header.pinned {
-        // SAFETY: we just made it SCHEDULED and have not queued it, so it
-        // cannot run and finish meanwhile.
-        let run = unsafe { header.run_state() }.expect("a woken task has a run state");
-        let home = run.home.clone().expect("a pinned task has a home");
+    if let Some(home) = header.home.clone() {
         home.wake(task);
         return;
     }
@@ -1202,7 +1187,8 @@ impl M {
         loop {
             // SAFETY: we hold the task RUNNING.
             let Some(fiber) = (unsafe { header.fiber() }) else {
-                finish(shared, header);
+                header.complete();
+                shared.registry.remove(header);
                 return;
             };
             tls::set_task(header, true);
@@ -1225,7 +1211,8 @@ impl M {
                     if !kept {
                         self.forget_p();
                     }
-                    finish(shared, header);
+                    header.complete();
+                    shared.registry.remove(header);
                     return;
                 }
                 Resumed::Suspended(SUSPEND_PARK) => {

@@ -1,17 +1,14 @@
-//! The G: one heap allocation per coroutine holding its header and, in one
-//! slot, its function until first run and its output until joined; plus a
-//! recycled run state (`run_state.rs`) while it can still run.
+//! The G: one heap allocation per coroutine holding its header, its
+//! function until first run, and its output until joined.
 //!
 //! # Layout
 //!
-//! A task is a `Cell<F, T>`: `#[repr(C)]`, starting with the `Header`. Code
-//! that knows only the header (run queues, the scheduler) handles
-//! `TaskRef`s, which point at the header and own one reference; only the
-//! vtable knows `F` and `T`, and a `JoinHandle<T>` takes the output through
-//! it. The fiber, the coroutine-locals and the introspection fields live in
-//! the run state, which goes back to a free list when the coroutine
-//! finishes, so an unjoined finished task holds only the header and its
-//! output. The stack is taken lazily at first run.
+//! A task is a `Cell<F, T>`: `#[repr(C)]`, starting with a `Prefix<T>` that
+//! starts with the `Header`. Code that knows only the header (run queues,
+//! the scheduler) handles `TaskRef`s, which point at the header and own one
+//! reference; a `JoinHandle<T>` knows `T` and reads the output through the
+//! prefix; only the vtable knows `F`. The stack is taken lazily at first run,
+//! so a spawned-but-not-started coroutine costs one allocation.
 //!
 //! # State
 //!
@@ -36,14 +33,13 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use corun_stacks::Stack;
 use corun_stacks::fiber::Fiber;
 
 use crate::local::LocalMap;
 use crate::park::{self, Unparker, WaitReason};
-use crate::run_state::{self, RunState};
 use crate::sched::Shared;
 
 use crate::lifecycle::{self, JOIN_WAITER, LIFECYCLE, NOTIFIED};
@@ -59,16 +55,11 @@ struct Vtable {
     dealloc: unsafe fn(NonNull<Header>),
     /// Completes the task without running it (no stack could be had).
     fail: unsafe fn(NonNull<Header>, Box<dyn Any + Send>),
-    /// Moves the output into the `Option<Output<T>>` the pointer points at.
-    take_output: unsafe fn(NonNull<Header>, *mut ()),
 }
-
-/// Reference counts past this abort: only leaked references get there.
-const MAX_REFS: u32 = u32::MAX / 2;
 
 pub(crate) struct Header {
     state: AtomicU32,
-    refs: AtomicU32,
+    refs: AtomicUsize,
     /// Bumped when a park ends, so a timer set for an earlier park does not
     /// wake a later one.
     pub(crate) park_seq: AtomicU32,
@@ -78,32 +69,37 @@ pub(crate) struct Header {
     pub(crate) shared: &'static Shared,
     pub(crate) id: u64,
     pub(crate) name: Option<Box<str>>,
+    pub(crate) spawn_site: &'static Location<'static>,
+    pub(crate) stack_size: usize,
+    /// Coarse time (runtime nanoseconds) of the last state change seen by
+    /// introspection: set at spawn, park and run.
+    pub(crate) since: AtomicU64,
     /// Where the registry keeps this task: shard and slot.
     pub(crate) registry_slot: AtomicU64,
     /// An address in the frame that last parked, or 0: where its stack
     /// resumes, for the waker to prefetch (`park::prefetch_stack`).
     pub(crate) parked_sp: AtomicUsize,
-    /// The run state until the coroutine finishes, then null; who may
-    /// follow it is listed in `run_state.rs`.
-    run: AtomicPtr<RunState>,
+    /// Owned by the thread that holds the task RUNNING.
+    fiber: UnsafeCell<Option<Fiber>>,
     /// Written by the joiner before it sets JOIN_WAITER, read by the
     /// completer after it sees JOIN_WAITER.
     joiner: UnsafeCell<Option<Unparker>>,
+    /// Coroutine-local values; touched only by the coroutine itself.
+    pub(crate) locals: UnsafeCell<Option<Box<LocalMap>>>,
+    /// For pinned tasks: the thread they live on.
+    pub(crate) home: Option<std::sync::Arc<crate::pinned::Home>>,
+}
+
+#[repr(C)]
+struct Prefix<T> {
+    header: Header,
+    output: UnsafeCell<Option<Output<T>>>,
 }
 
 #[repr(C)]
 struct Cell<F, T> {
-    header: Header,
-    stage: UnsafeCell<Stage<F, T>>,
-}
-
-/// The function until the first run takes it, then the output until the
-/// joiner takes it: never both, so they share the space.
-enum Stage<F, T> {
-    Pending(F),
-    Running,
-    Done(Output<T>),
-    Taken,
+    prefix: Prefix<T>,
+    func: UnsafeCell<Option<F>>,
 }
 
 /// What a spawner decides about a task before it exists.
@@ -141,32 +137,32 @@ impl TaskRef {
             start: start::<F, T>,
             dealloc: dealloc::<F, T>,
             fail: fail::<F, T>,
-            take_output: take_output::<F, T>,
         };
-        let pinned = init.home.is_some();
-        let run = run_state::acquire(run_state::Fresh {
-            since: init.shared.coarse_now(),
-            spawn_site: init.spawn_site,
-            stack_size: init.stack_size,
-            home: init.home,
-        });
         let cell = Box::new(Cell::<F, T> {
-            header: Header {
-                state: AtomicU32::new(SCHEDULED),
-                refs: AtomicU32::new(2),
-                park_seq: AtomicU32::new(0),
-                wait_reason: AtomicU8::new(WaitReason::None as u8),
-                pinned,
-                vtable,
-                shared: init.shared,
-                id: init.id,
-                name: init.name,
-                registry_slot: AtomicU64::new(u64::MAX),
-                parked_sp: AtomicUsize::new(0),
-                run: AtomicPtr::new(run.as_ptr()),
-                joiner: UnsafeCell::new(None),
+            prefix: Prefix {
+                header: Header {
+                    state: AtomicU32::new(SCHEDULED),
+                    refs: AtomicUsize::new(2),
+                    park_seq: AtomicU32::new(0),
+                    wait_reason: AtomicU8::new(WaitReason::None as u8),
+                    pinned: init.home.is_some(),
+                    vtable,
+                    shared: init.shared,
+                    id: init.id,
+                    name: init.name,
+                    spawn_site: init.spawn_site,
+                    stack_size: init.stack_size,
+                    since: AtomicU64::new(init.shared.coarse_now()),
+                    registry_slot: AtomicU64::new(u64::MAX),
+                    parked_sp: AtomicUsize::new(0),
+                    fiber: UnsafeCell::new(None),
+                    joiner: UnsafeCell::new(None),
+                    locals: UnsafeCell::new(None),
+                    home: init.home,
+                },
+                output: UnsafeCell::new(None),
             },
-            stage: UnsafeCell::new(Stage::Pending(f)),
+            func: UnsafeCell::new(Some(f)),
         });
         let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
         (
@@ -207,11 +203,7 @@ impl TaskRef {
 
 impl Clone for TaskRef {
     fn clone(&self) -> TaskRef {
-        if self.header().refs.fetch_add(1, Ordering::Relaxed) > MAX_REFS {
-            // As `Arc` does: a count this high means references are being
-            // leaked, and wrapping it would free a live task.
-            std::process::abort();
-        }
+        self.header().refs.fetch_add(1, Ordering::Relaxed);
         TaskRef(self.0)
     }
 }
@@ -238,31 +230,6 @@ impl Header {
 
     pub(crate) fn set_wait_reason(&self, reason: WaitReason) {
         self.wait_reason.store(reason as u8, Ordering::Relaxed);
-    }
-
-    /// The run state, or `None` once the coroutine finished.
-    ///
-    /// # Safety
-    /// The caller is one of those `run_state.rs` lists (it holds the task
-    /// RUNNING, or just made it SCHEDULED and has not queued it, or holds
-    /// the lock of the registry shard that still holds it, or holds the
-    /// last reference), so the run state cannot be retired meanwhile.
-    pub(crate) unsafe fn run_state(&self) -> Option<&RunState> {
-        let ptr = self.run.load(Ordering::Acquire);
-        // SAFETY: non-null means not retired, and the caller's standing
-        // keeps it so for the borrow.
-        unsafe { ptr.as_ref() }
-    }
-
-    /// The coroutine-locals slot of the running coroutine.
-    ///
-    /// # Safety
-    /// The caller runs as this coroutine (so holds it RUNNING), and does
-    /// not hold another reference into the slot.
-    pub(crate) unsafe fn locals(&self) -> *mut Option<Box<LocalMap>> {
-        // SAFETY: a running coroutine has its run state.
-        let run = unsafe { self.run_state() }.expect("running coroutine has a run state");
-        run.locals.get()
     }
 
     /// SCHEDULED -> RUNNING, by the thread that took the task off a queue.
@@ -302,12 +269,10 @@ impl Header {
     // holding RUNNING, which is what the safety contract states.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn fiber(&self) -> Option<&mut Fiber> {
-        // SAFETY: RUNNING: the run state is there and ours to use.
-        let run = unsafe { self.run_state() }.expect("running task has a run state");
         // SAFETY: RUNNING gives this thread exclusive access to the fiber.
-        let slot = unsafe { &mut *run.fiber.get() };
+        let slot = unsafe { &mut *self.fiber.get() };
         if slot.is_none() {
-            match Stack::new(run.stack_size) {
+            match Stack::new(self.stack_size) {
                 Ok(mut stack) => {
                     stack.set_label(self.id, self.name.as_deref().unwrap_or(""));
                     // SAFETY: RUNNING, first run: the function is still there.
@@ -330,26 +295,9 @@ impl Header {
     /// The caller holds the task RUNNING and its fiber has finished.
     pub(crate) unsafe fn release_fiber(&self) {
         // SAFETY: as for `fiber`.
-        let run = unsafe { self.run_state() }.expect("running task has a run state");
-        // SAFETY: as for `fiber`.
-        if let Some(fiber) = unsafe { (*run.fiber.get()).take() } {
+        let slot = unsafe { &mut *self.fiber.get() };
+        if let Some(fiber) = slot.take() {
             drop(fiber.into_stack());
-        }
-    }
-
-    /// Hands the run state of a coroutine that will not run again back to
-    /// the free lists.
-    ///
-    /// # Safety
-    /// The caller holds the task RUNNING, its fiber is released (or never
-    /// existed) and the task is out of the registry, so nobody else can be
-    /// reading the run state.
-    pub(crate) unsafe fn retire(&self) {
-        let ptr = self.run.swap(std::ptr::null_mut(), Ordering::AcqRel);
-        if let Some(run) = NonNull::new(ptr) {
-            // SAFETY: as stated, no other reader is left; the fiber is
-            // released and the coroutine dropped its locals at its end.
-            unsafe { run_state::recycle(run) };
         }
     }
 
@@ -370,11 +318,8 @@ impl Header {
             return;
         }
         // SAFETY: we hold the task RUNNING.
-        if let Some(run) = unsafe { self.run_state() } {
-            // SAFETY: as above.
-            if let Some(fiber) = unsafe { (*run.fiber.get()).take() } {
-                std::mem::forget(fiber);
-            }
+        if let Some(fiber) = unsafe { (*self.fiber.get()).take() } {
+            std::mem::forget(fiber);
         }
         let msg = format!(
             "corun: the runtime shut down before coroutine {} finished",
@@ -406,11 +351,9 @@ where
     T: Send + 'static,
 {
     let cell = ptr.cast::<Cell<F, T>>();
-    // SAFETY: first run under RUNNING: nobody else touches the stage.
-    let stage = unsafe { &mut *cell.as_ref().stage.get() };
-    let Stage::Pending(f) = std::mem::replace(stage, Stage::Running) else {
-        panic!("corun: task started twice");
-    };
+    // SAFETY: first run under RUNNING: nobody else reads `func`.
+    let f = unsafe { (*cell.as_ref().func.get()).take() }.expect("corun: task started twice");
+    let prefix = ptr.cast::<Prefix<T>>();
     Fiber::new(stack, move || {
         let out = panic::catch_unwind(AssertUnwindSafe(f));
         // Coroutine-locals die with their coroutine, on its own stack.
@@ -418,7 +361,7 @@ where
         // SAFETY: the running task holds a reference (the scheduler's), so
         // the cell is alive; the output is read only after COMPLETE, which
         // the scheduler sets after this fiber finished.
-        unsafe { *cell.as_ref().stage.get() = Stage::Done(out) };
+        unsafe { *prefix.as_ref().output.get() = Some(out) };
     })
 }
 
@@ -427,19 +370,14 @@ where
 unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
     // SAFETY: allocated by `Box::new` in `TaskRef::new` with this type.
     let mut cell = unsafe { Box::from_raw(ptr.cast::<Cell<F, T>>().as_ptr()) };
-    // A run state left here belongs to a task that never finished: it never
-    // started, or was abandoned at shutdown. A started fiber is leaked
-    // rather than unwound on whatever thread dropped the last reference.
-    let run = NonNull::new(*cell.header.run.get_mut());
-    if let Some(run) = run {
-        // SAFETY: the last reference owns the run state `acquire` leaked.
-        let mut run = unsafe { Box::from_raw(run.as_ptr()) };
-        if let Some(fiber) = run.fiber.get_mut().take()
-            && fiber.is_started()
-            && !fiber.is_finished()
-        {
-            std::mem::forget(fiber);
-        }
+    // Tasks are freed after they complete, so a fiber left here never
+    // started or was abandoned at shutdown. A started one is leaked rather
+    // than unwound on whatever thread dropped the last reference.
+    if let Some(fiber) = cell.prefix.header.fiber.get_mut().take()
+        && fiber.is_started()
+        && !fiber.is_finished()
+    {
+        std::mem::forget(fiber);
     }
     drop(cell);
 }
@@ -448,21 +386,10 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
 /// The task is RUNNING and has never started.
 unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
     let cell = ptr.cast::<Cell<F, T>>();
-    // SAFETY: as documented: exclusive access to the stage.
-    unsafe { *cell.as_ref().stage.get() = Stage::Done(Err(payload)) };
-}
-
-/// # Safety
-/// The task is COMPLETE (observed with Acquire), the caller is its only
-/// joiner, and `out` points at an `Option<Output<T>>`.
-unsafe fn take_output<F, T>(ptr: NonNull<Header>, out: *mut ()) {
-    let cell = ptr.cast::<Cell<F, T>>();
-    // SAFETY: as documented: the finished fiber's write is visible and
-    // nobody else touches the stage any more.
-    let stage = unsafe { &mut *cell.as_ref().stage.get() };
-    if let Stage::Done(output) = std::mem::replace(stage, Stage::Taken) {
-        // SAFETY: `out`'s type is as documented.
-        unsafe { *out.cast::<Option<Output<T>>>() = Some(output) };
+    // SAFETY: as documented: exclusive access to func and output.
+    unsafe {
+        drop((*cell.as_ref().func.get()).take());
+        *cell.as_ref().prefix.output.get() = Some(Err(payload));
     }
 }
 
@@ -523,12 +450,10 @@ impl<T> JoinHandle<T> {
                 }
             }
         }
-        let mut out: Option<Output<T>> = None;
-        // SAFETY: COMPLETE was observed with Acquire, this handle is the
-        // only joiner, and the task's vtable was made for this `T`.
-        unsafe {
-            (header.vtable.take_output)(self.task.0, (&raw mut out).cast::<()>());
-        }
+        let prefix = self.task.0.cast::<Prefix<T>>();
+        // SAFETY: COMPLETE was observed with Acquire, so the output written
+        // by the finished fiber is visible; this handle is the only reader.
+        let out = unsafe { (*prefix.as_ref().output.get()).take() };
         out.expect("corun: a completed coroutine left no output")
     }
 
@@ -584,17 +509,5 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
             .field("id", &self.id())
             .field("name", &self.name())
             .finish()
-    }
-}
-
-#[cfg(all(test, not(loom)))]
-mod tests {
-    /// What an unjoined finished task keeps: a million handles cost this
-    /// times a million. Growing the header past it moves every task into a
-    /// larger allocator size class.
-    #[test]
-    fn a_finished_task_returning_u64_keeps_120_bytes() {
-        let size = std::mem::size_of::<super::Cell<fn() -> u64, u64>>();
-        assert!(size <= 120, "task is {size} bytes");
     }
 }
