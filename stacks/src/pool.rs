@@ -27,7 +27,7 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -46,8 +46,6 @@ const THREAD_CACHE_MAX: usize = 32;
 const GLOBAL_HOT_MAX: usize = 1024;
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
 
-static IN_USE: AtomicUsize = AtomicUsize::new(0);
-static THREAD_CACHED: AtomicUsize = AtomicUsize::new(0);
 static GLOBAL_CACHED: AtomicUsize = AtomicUsize::new(0);
 static LAST_TRIM_NANOS: AtomicU64 = AtomicU64::new(0);
 /// Most stacks in use at once since the last [`trim`]: the busy pool bound.
@@ -92,6 +90,58 @@ fn size_pool(pools: &mut Vec<SizePool>, size: usize) -> &mut SizePool {
     &mut pools[at]
 }
 
+/// Stacks in use and in thread caches, counted per shard of threads and
+/// summed when read. One process-wide counter bumped by every acquire and
+/// release was a cache line bouncing between the cores of a spawn-heavy
+/// program; a thread's shard is (nearly always) its own. A stack acquired
+/// on one thread and released on another leaves one shard +1 and the other
+/// -1, hence signed counts.
+struct Counts {
+    in_use: AtomicIsize,
+    thread_cached: AtomicIsize,
+}
+
+#[repr(align(128))]
+struct PaddedCounts(Counts);
+
+const COUNT_SHARDS: usize = 32;
+
+static COUNTS: [PaddedCounts; COUNT_SHARDS] = [const {
+    PaddedCounts(Counts {
+        in_use: AtomicIsize::new(0),
+        thread_cached: AtomicIsize::new(0),
+    })
+}; COUNT_SHARDS];
+
+/// The counts of the calling thread's shard (shard 0 for a thread whose
+/// cache is gone).
+fn counts_here(c: &mut ThreadCache) -> &'static Counts {
+    static NEXT: AtomicUsize = AtomicUsize::new(1);
+    if c.shard == usize::MAX {
+        c.shard = NEXT.fetch_add(1, Ordering::Relaxed) % COUNT_SHARDS;
+    }
+    &COUNTS[c.shard].0
+}
+
+fn sum(field: impl Fn(&Counts) -> &AtomicIsize) -> usize {
+    let total: isize = COUNTS
+        .iter()
+        .map(|c| field(&c.0).load(Ordering::Relaxed))
+        .sum();
+    total.max(0) as usize
+}
+
+fn in_use() -> usize {
+    sum(|c| &c.in_use)
+}
+
+/// Raises the busy pool bound to what is in use now. Called when a fresh
+/// slot is carved, the only time the number in use can pass what was ever
+/// pooled: summing the shards on every acquire would cost a miss per shard.
+fn note_peak() {
+    PEAK_IN_USE.fetch_max(in_use(), Ordering::Relaxed);
+}
+
 struct CachedSize {
     size: usize,
     tops: Vec<usize>,
@@ -99,6 +149,8 @@ struct CachedSize {
 
 struct ThreadCache {
     sizes: Vec<CachedSize>,
+    /// This thread's counts shard, `usize::MAX` until first use.
+    shard: usize,
 }
 
 impl ThreadCache {
@@ -119,15 +171,20 @@ impl ThreadCache {
 
 impl Drop for ThreadCache {
     fn drop(&mut self) {
-        for cached in self.sizes.drain(..) {
-            THREAD_CACHED.fetch_sub(cached.tops.len(), Ordering::Relaxed);
+        let counts = counts_here(self);
+        for cached in std::mem::take(&mut self.sizes) {
+            counts
+                .thread_cached
+                .fetch_sub(cached.tops.len() as isize, Ordering::Relaxed);
             give_to_global(cached.size, cached.tops);
         }
     }
 }
 
 thread_local! {
-    static CACHE: RefCell<ThreadCache> = const { RefCell::new(ThreadCache { sizes: Vec::new() }) };
+    static CACHE: RefCell<ThreadCache> = const {
+        RefCell::new(ThreadCache { sizes: Vec::new(), shard: usize::MAX })
+    };
 }
 
 /// Takes a stack of `size` usable bytes (already validated and page-rounded);
@@ -137,9 +194,11 @@ pub fn acquire(size: usize) -> io::Result<usize> {
     let cached = CACHE
         .try_with(|c| {
             let mut c = c.borrow_mut();
+            let counts = counts_here(&mut c);
+            counts.in_use.fetch_add(1, Ordering::Relaxed);
             let entry = c.entry(size);
             if let Some(top) = entry.tops.pop() {
-                THREAD_CACHED.fetch_sub(1, Ordering::Relaxed);
+                counts.thread_cached.fetch_sub(1, Ordering::Relaxed);
                 return Some(Ok(top));
             }
             // Refill half the cache from the global pool in one lock.
@@ -155,23 +214,31 @@ pub fn acquire(size: usize) -> io::Result<usize> {
             let got = entry.tops.len();
             if let Some(top) = entry.tops.pop() {
                 GLOBAL_CACHED.fetch_sub(got, Ordering::Relaxed);
-                THREAD_CACHED.fetch_add(got - 1, Ordering::Relaxed);
+                counts
+                    .thread_cached
+                    .fetch_add(got as isize - 1, Ordering::Relaxed);
                 return Some(Ok(top));
             }
-            Some(pool.alloc.alloc())
+            let fresh = pool.alloc.alloc();
+            match fresh {
+                Ok(_) => note_peak(),
+                Err(_) => {
+                    counts.in_use.fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+            Some(fresh)
         })
         .ok()
         .flatten();
-    let top = match cached {
-        Some(r) => r?,
+    match cached {
+        Some(r) => r,
         // The thread is exiting and its cache is gone: use the global pool.
-        None => take_from_global(size)?,
-    };
-    let now = IN_USE.fetch_add(1, Ordering::Relaxed) + 1;
-    if now > PEAK_IN_USE.load(Ordering::Relaxed) {
-        PEAK_IN_USE.fetch_max(now, Ordering::Relaxed);
+        None => {
+            let top = take_from_global(size)?;
+            COUNTS[0].0.in_use.fetch_add(1, Ordering::Relaxed);
+            Ok(top)
+        }
     }
-    Ok(top)
 }
 
 fn take_from_global(size: usize) -> io::Result<usize> {
@@ -188,23 +255,29 @@ fn take_from_global(size: usize) -> io::Result<usize> {
 /// the global pool when the cache is full.
 #[inline(never)]
 pub fn release(top: usize, size: usize) {
-    IN_USE.fetch_sub(1, Ordering::Relaxed);
     let spilled = CACHE.try_with(|c| {
         let mut c = c.borrow_mut();
+        let counts = counts_here(&mut c);
+        counts.in_use.fetch_sub(1, Ordering::Relaxed);
         let entry = c.entry(size);
         entry.tops.push(top);
         if entry.tops.len() <= THREAD_CACHE_MAX {
-            THREAD_CACHED.fetch_add(1, Ordering::Relaxed);
+            counts.thread_cached.fetch_add(1, Ordering::Relaxed);
             return None;
         }
         let spill: Vec<usize> = entry.tops.drain(..THREAD_CACHE_MAX / 2).collect();
-        THREAD_CACHED.fetch_sub(spill.len() - 1, Ordering::Relaxed);
+        counts
+            .thread_cached
+            .fetch_sub(spill.len() as isize - 1, Ordering::Relaxed);
         Some(spill)
     });
     match spilled {
         Ok(None) => {}
         Ok(Some(spill)) => give_to_global(size, spill),
-        Err(_) => give_to_global(size, vec![top]),
+        Err(_) => {
+            COUNTS[0].0.in_use.fetch_sub(1, Ordering::Relaxed);
+            give_to_global(size, vec![top]);
+        }
     }
 }
 
@@ -261,9 +334,14 @@ fn trim_due() -> bool {
 /// ```
 pub fn trim() {
     let _ = CACHE.try_with(|c| {
-        let sizes = std::mem::take(&mut c.borrow_mut().sizes);
+        let mut c = c.borrow_mut();
+        let counts = counts_here(&mut c);
+        let sizes = std::mem::take(&mut c.sizes);
+        drop(c);
         for cached in sizes {
-            THREAD_CACHED.fetch_sub(cached.tops.len(), Ordering::Relaxed);
+            counts
+                .thread_cached
+                .fetch_sub(cached.tops.len() as isize, Ordering::Relaxed);
             let mut pools = global();
             let pool = size_pool(&mut pools, cached.size);
             GLOBAL_CACHED.fetch_add(cached.tops.len(), Ordering::Relaxed);
@@ -272,7 +350,7 @@ pub fn trim() {
     });
     {
         // The burst is over: the busy bound starts again from what is in use.
-        PEAK_IN_USE.store(IN_USE.load(Ordering::Relaxed), Ordering::Relaxed);
+        PEAK_IN_USE.store(in_use(), Ordering::Relaxed);
         let mut pools = global();
         for pool in pools.iter_mut() {
             pool.shed_beyond(GLOBAL_HOT_MAX);
@@ -349,8 +427,8 @@ fn release_slots(tops: &mut [usize], slot: usize) {
 pub fn counts() -> (usize, usize, usize) {
     let free: usize = global().iter().map(|p| p.alloc.free_slots()).sum();
     (
-        IN_USE.load(Ordering::Relaxed),
-        THREAD_CACHED.load(Ordering::Relaxed) + GLOBAL_CACHED.load(Ordering::Relaxed),
+        in_use(),
+        sum(|c| &c.thread_cached) + GLOBAL_CACHED.load(Ordering::Relaxed),
         free,
     )
 }

@@ -58,3 +58,50 @@ fn resident_bytes_fall_after_a_burst() {
         "resident {after} after trim vs {during} during"
     );
 }
+
+/// Counts are kept per shard of threads: a stack taken on one thread and
+/// given back on another moves one shard up and another down, and the sums
+/// must still be exact, here across 8 threads handing stacks around.
+#[test]
+fn counts_stay_exact_when_stacks_change_threads() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = stats();
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<Stack>>();
+    let takers: Vec<_> = (0..4)
+        .map(|_| {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let batch: Vec<_> = (0..40).map(|_| Stack::new(32 * 1024).unwrap()).collect();
+                    tx.send(batch).unwrap();
+                }
+            })
+        })
+        .collect();
+    drop(tx);
+    let rx = std::sync::Arc::new(Mutex::new(rx));
+    let givers: Vec<_> = (0..4)
+        .map(|_| {
+            let rx = rx.clone();
+            std::thread::spawn(move || {
+                let mut held = 0;
+                loop {
+                    let next = rx.lock().unwrap().recv();
+                    let Ok(batch) = next else { break };
+                    held += batch.len();
+                    drop(batch);
+                }
+                held
+            })
+        })
+        .collect();
+    for t in takers {
+        t.join().unwrap();
+    }
+    let given: usize = givers.into_iter().map(|g| g.join().unwrap()).sum();
+    assert_eq!(given, 4 * 50 * 40);
+    let s = stats();
+    assert_eq!(s.in_use, base.in_use, "{s:?}");
+    // Every thread that cached stacks has exited and handed them back.
+    assert!(s.pooled + s.free_slots >= 40, "{s:?}");
+}
