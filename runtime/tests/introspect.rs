@@ -115,3 +115,101 @@ fn finished_coroutines_leave_the_registry() {
     assert_eq!(s.coroutines, 0, "{s:?}");
     assert!(s.spawned >= 1001, "{s:?}");
 }
+
+/// Coroutines finish and leave the registry while other threads list
+/// them: every entry must be consistent (a lister reading a task whose
+/// memory was reused would pair one coroutine's name with another's stack
+/// size) and the counts must add up.
+#[test]
+fn listings_race_with_coroutines_finishing() {
+    const RACER_STACK: usize = 96 * 1024;
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    // Pinned coroutines of this runtime: each has a thread of its own, so
+    // the listings run in parallel with the workers.
+    let watchers: Vec<_> = (0..2)
+        .map(|_| {
+            let done = done.clone();
+            let b = Builder::new().pinned(true);
+            rt.block_on(move || {
+                b.spawn(move || {
+                    let mut listings = 0u64;
+                    while !done.load(Ordering::Relaxed) {
+                        for c in corun_runtime::coroutines() {
+                            assert!(c.spawn_site.file().ends_with(".rs"), "{c:?}");
+                            assert!(c.stack_size > 0, "{c:?}");
+                            // A run state read after it was recycled would
+                            // pair one coroutine's name with another's stack.
+                            assert_eq!(
+                                c.name.as_deref() == Some("racer"),
+                                c.stack_size == RACER_STACK,
+                                "{c:?}"
+                            );
+                            assert!(
+                                matches!(c.name.as_deref(), None | Some("racer" | "main")),
+                                "{c:?}"
+                            );
+                        }
+                        let s = corun_runtime::stats();
+                        assert_eq!(s.coroutines, s.running + s.runnable + s.waiting + s.syscall);
+                        listings += 1;
+                    }
+                    listings
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    rt.block_on(|| {
+        for round in 0..20u64 {
+            let hs: Vec<_> = (0..2_000u64)
+                .map(|i| {
+                    let b = if i % 2 == 0 {
+                        Builder::new().name("racer").stack_size(RACER_STACK)
+                    } else {
+                        Builder::new()
+                    };
+                    b.spawn(move || {
+                        if i % 3 == 0 {
+                            corun_runtime::yield_now();
+                        }
+                        round * i
+                    })
+                    .unwrap()
+                })
+                .collect();
+            for (i, h) in hs.into_iter().enumerate() {
+                assert_eq!(h.join().unwrap(), round * i as u64);
+            }
+        }
+    });
+    done.store(true, Ordering::Relaxed);
+    for w in watchers {
+        assert!(w.join().unwrap() > 0);
+    }
+    assert_eq!(rt.stats().coroutines, 0, "{:?}", rt.stats());
+}
+
+/// A finished coroutine's handle still answers for its id, name and
+/// result after its stack was reused by later coroutines.
+#[test]
+fn a_finished_coroutines_handle_still_answers() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    rt.block_on(|| {
+        let early = Builder::new()
+            .name("early")
+            .spawn(|| String::from("kept"))
+            .unwrap();
+        while !early.is_finished() {
+            corun_runtime::yield_now();
+        }
+        let later: Vec<_> = (0..1_000u64).map(|i| go!(move || i)).collect();
+        let sum: u64 = later.into_iter().map(|h| h.join().unwrap()).sum();
+        assert_eq!(sum, 999 * 1_000 / 2);
+        assert_eq!(early.name(), Some("early"));
+        assert_eq!(early.coroutine().name(), Some("early"));
+        let id = early.id();
+        assert_eq!(early.coroutine().id(), id);
+        assert_eq!(early.join().unwrap(), "kept");
+    });
+}
