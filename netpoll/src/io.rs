@@ -156,7 +156,7 @@ impl<S: AsRawFd> Io<S> {
             if in_coroutine
                 && !self.nonblocking.load(Ordering::Relaxed)
                 && let (Some(d), Some(seq)) = (direction, since)
-                && !d.is_ready()
+                && !d.is_ready(seq)
             {
                 // It would block and nothing has happened since: wait for
                 // the poller before trying the system call again.
