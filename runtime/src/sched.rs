@@ -1229,6 +1229,17 @@ impl M {
                         return;
                     }
                 }
+                Resumed::Suspended(SUSPEND_YIELD) if kept && self.only_runnable(pp) => {
+                    // `find_runnable` would hand this task straight back:
+                    // run it again without the trip through the queue (and
+                    // the state word), as a new slice as it would get.
+                    self.tick = self.tick.wrapping_add(1);
+                    pp.schedtick.store(
+                        pp.schedtick.load(Ordering::Relaxed).wrapping_add(1),
+                        Ordering::Relaxed,
+                    );
+                    pp.preempt.store(false, Ordering::Relaxed);
+                }
                 Resumed::Suspended(word) => {
                     header.end_run_yield();
                     if !kept {
@@ -1245,6 +1256,26 @@ impl M {
                 }
             }
         }
+    }
+
+    /// True when the task that just yielded on `p` is what `find_runnable`
+    /// would pick next anyway: its checks, in its order, all come up empty
+    /// (no shutdown, no due timer, no injector turn with work waiting, no
+    /// runnext, an empty local queue).
+    fn only_runnable(&self, p: &P) -> bool {
+        let shared = self.shared;
+        if shared.shutdown.load(Ordering::Acquire) {
+            return false;
+        }
+        let timer = p.timers.next_when();
+        if timer != u64::MAX && timer <= shared.nanos() {
+            return false;
+        }
+        if self.tick.wrapping_add(1).is_multiple_of(61) && !shared.injector.is_empty() {
+            return false;
+        }
+        // SAFETY: scheduler code holding `p`.
+        p.runnext.load(Ordering::Relaxed).is_null() && unsafe { p.local() }.is_empty()
     }
 
     /// Our P was taken while `task` ran; `task` is SCHEDULED and needs one.
