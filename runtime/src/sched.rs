@@ -956,6 +956,9 @@ impl M {
         }
     }
 
+    /// The next task for this M's P. `only_runnable` repeats the checks
+    /// that come before the local queue, in this order, for a task that
+    /// just yielded: a new check here belongs there too.
     fn find_runnable(&mut self) -> Option<(TaskRef, bool)> {
         let shared = self.shared;
         loop {
