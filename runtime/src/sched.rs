@@ -141,6 +141,16 @@ impl P {
         unsafe { &*self.local.get() }
     }
 
+    /// Starts a fresh time slice: sysmon measures a slice from the last
+    /// change of `schedtick`, and a pending preemption request is dropped.
+    fn new_slice(&self) {
+        self.schedtick.store(
+            self.schedtick.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
+        self.preempt.store(false, Ordering::Relaxed);
+    }
+
     fn has_work(&self) -> bool {
         !self.runnext.load(Ordering::Acquire).is_null() || !self.stealer.is_empty()
     }
@@ -1177,11 +1187,7 @@ impl M {
         let shared = self.shared;
         let pp = self.pp();
         if !inherit {
-            pp.schedtick.store(
-                pp.schedtick.load(Ordering::Relaxed).wrapping_add(1),
-                Ordering::Relaxed,
-            );
-            pp.preempt.store(false, Ordering::Relaxed);
+            pp.new_slice();
         }
         let header = task.header();
         header.begin_run();
@@ -1237,11 +1243,7 @@ impl M {
                     // run it again without the trip through the queue (and
                     // the state word), as a new slice as it would get.
                     self.tick = self.tick.wrapping_add(1);
-                    pp.schedtick.store(
-                        pp.schedtick.load(Ordering::Relaxed).wrapping_add(1),
-                        Ordering::Relaxed,
-                    );
-                    pp.preempt.store(false, Ordering::Relaxed);
+                    pp.new_slice();
                 }
                 Resumed::Suspended(word) => {
                     header.end_run_yield();
