@@ -147,7 +147,11 @@ impl Direction {
                 return Ok(());
             }
             // We wait because the operation found it drained at `since`.
-            self.drained_at.fetch_max(since + 1, Ordering::AcqRel);
+            // A plain store suffices: `since` is the current count and
+            // events cannot move it while we hold the lock, and no drain
+            // can be recorded past the current count, so this is the
+            // largest value `drained_at` can hold right now.
+            self.drained_at.store(since + 1, Ordering::Release);
             waiters.push(me.clone());
             driver().waiting.fetch_add(1, Ordering::Relaxed);
         }
