@@ -411,9 +411,7 @@ pub(crate) fn prefetch_stack(header: &Header) {
 #[inline(never)]
 fn park_task(header: &Header, reason: WaitReason) {
     if header.take_notified() {
-        header
-            .park_seq
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        end_park(header);
         crate::yield_point();
         return;
     }
@@ -430,7 +428,15 @@ fn park_task(header: &Header, reason: WaitReason) {
     );
     corun_stacks::fiber::suspend(sched::SUSPEND_PARK);
     header.set_wait_reason(WaitReason::None);
-    header
-        .park_seq
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    end_park(header);
+}
+
+/// Moves `park_seq` past the park that just ended. Only the coroutine
+/// itself writes it (timers only read it), so a load and a store do what a
+/// locked read-modify-write would.
+#[inline]
+fn end_park(header: &Header) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let seq = header.park_seq.load(Relaxed);
+    header.park_seq.store(seq.wrapping_add(1), Relaxed);
 }

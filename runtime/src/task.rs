@@ -60,8 +60,8 @@ struct Vtable {
 pub(crate) struct Header {
     state: AtomicU32,
     refs: AtomicUsize,
-    /// Bumped when a park ends, so a timer set for an earlier park does not
-    /// wake a later one.
+    /// Bumped (by the coroutine alone) when a park ends, so a timer set for
+    /// an earlier park does not wake a later one.
     pub(crate) park_seq: AtomicU32,
     wait_reason: AtomicU8,
     pub(crate) pinned: bool,
