@@ -52,7 +52,9 @@ pub use driver::{Driver, install as install_driver};
 pub use introspect::{CoroutineInfo, State, Stats, coroutines, dump, stats};
 pub use local::LocalKey;
 pub use metrics::{CoroutineGroup, CoroutineProfile, coroutine_profile, metrics_text};
-pub use park::{Unparker, WaitReason, park, park_deadline, unparker};
+pub use park::{
+    FrameUnparker, Unparker, WaitReason, frame_unparker, park, park_deadline, unparker,
+};
 pub use runtime::{DEFAULT_MAX_THREADS, MAX_WORKERS, Runtime, RuntimeBuilder, global, run};
 pub use task::JoinHandle;
 pub use timer::Timer;

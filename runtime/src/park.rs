@@ -260,6 +260,90 @@ impl fmt::Debug for Unparker {
     }
 }
 
+/// Wakes the coroutine or thread that made it, like [`Unparker`], but
+/// holds no reference to a coroutine: for wait records that live in the
+/// waiter's own frame and are completed by a waker while the waiter is
+/// still inside that frame (channel operations). It spares the two atomic
+/// reference-count updates an `Unparker` costs per wait.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use corun_runtime::{WaitReason, frame_unparker, park};
+///
+/// let h = corun_runtime::go!(|| {
+///     // The record a waker reaches: it lives in this frame.
+///     let woken = AtomicBool::new(false);
+///     let me = frame_unparker();
+///     std::thread::scope(|s| {
+///         s.spawn(|| {
+///             woken.store(true, Ordering::Release);
+///             // SAFETY: the coroutine cannot leave this scope (and so
+///             // cannot finish) before this thread has returned.
+///             unsafe { me.unpark() };
+///         });
+///         while !woken.load(Ordering::Acquire) {
+///             park(WaitReason::Park);
+///         }
+///     });
+/// });
+/// h.join().unwrap();
+/// ```
+pub struct FrameUnparker(FrameTarget);
+
+enum FrameTarget {
+    Task(std::ptr::NonNull<Header>),
+    Thread(std::thread::Thread),
+}
+
+// SAFETY: `unpark` only reaches the task's atomic state word and its run
+// queue hand-off, both made for use from any thread; keeping the task
+// alive meanwhile is `unpark`'s contract.
+unsafe impl Send for FrameUnparker {}
+// SAFETY: as for `Send`: `&self` allows only `unpark`.
+unsafe impl Sync for FrameUnparker {}
+
+impl FrameUnparker {
+    /// Makes the waiter's current or next `park` return.
+    ///
+    /// # Safety
+    /// If this was made inside a coroutine, that coroutine has not finished:
+    /// the caller knows it is still running or parked, for instance because
+    /// it does not leave the frame holding this value before the call has
+    /// returned.
+    pub unsafe fn unpark(&self) {
+        match &self.0 {
+            FrameTarget::Task(header) => {
+                // SAFETY: the caller guarantees the coroutine has not
+                // finished, so the registry still holds a reference to it.
+                let task =
+                    std::mem::ManuallyDrop::new(unsafe { TaskRef::from_raw(header.as_ptr()) });
+                if let Some(scheduled) = task.notify() {
+                    sched::enqueue_woken(scheduled);
+                }
+            }
+            FrameTarget::Thread(thread) => thread.unpark(),
+        }
+    }
+}
+
+impl fmt::Debug for FrameUnparker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0 {
+            FrameTarget::Task(t) => write!(f, "FrameUnparker(coroutine at {:p})", t.as_ptr()),
+            FrameTarget::Thread(t) => write!(f, "FrameUnparker(thread {:?})", t.id()),
+        }
+    }
+}
+
+/// A [`FrameUnparker`] for the calling coroutine, or the calling thread
+/// outside coroutines.
+pub fn frame_unparker() -> FrameUnparker {
+    match std::ptr::NonNull::new(tls::current_task_ptr().cast_mut()) {
+        Some(task) => FrameUnparker(FrameTarget::Task(task)),
+        None => FrameUnparker(FrameTarget::Thread(std::thread::current())),
+    }
+}
+
 /// An unparker for the calling coroutine, or the calling thread outside
 /// coroutines.
 ///

@@ -4,7 +4,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use corun_runtime::{Runtime, Unparker, WaitReason, go, park, park_deadline, unparker};
+use corun_runtime::{
+    FrameUnparker, Runtime, Unparker, WaitReason, frame_unparker, go, park, park_deadline, unparker,
+};
 
 #[test]
 fn unpark_before_park_is_kept() {
@@ -208,4 +210,75 @@ fn a_wake_while_queued_after_a_yield_is_kept() {
         waiter.join().unwrap()
     });
     assert!(kept, "the wake was lost: the park waited for its deadline");
+}
+
+/// What `FrameUnparker` is for: a record in the waiter's own frame that a
+/// waker completes (flag, unpark, then `released`, after which the waiter
+/// may leave). Coroutine waits for a thread and thread for a coroutine,
+/// alternately: every wait ends, none returns before its flag.
+#[test]
+fn frame_unparkers_complete_records_in_the_waiters_frame() {
+    struct Record {
+        done: AtomicBool,
+        released: AtomicBool,
+        waker: FrameUnparker,
+    }
+    impl Record {
+        fn new() -> Record {
+            Record {
+                done: AtomicBool::new(false),
+                released: AtomicBool::new(false),
+                waker: frame_unparker(),
+            }
+        }
+        fn wait(&self) {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !self.done.load(Ordering::Acquire) {
+                let late = park_deadline(WaitReason::Park, deadline);
+                assert!(!late || self.done.load(Ordering::Acquire), "wake lost");
+            }
+            while !self.released.load(Ordering::Acquire) {
+                std::hint::spin_loop();
+            }
+        }
+        /// # Safety
+        /// `r` points at a live record whose owner waits in `wait`.
+        unsafe fn complete(r: usize) {
+            // SAFETY: per the contract, alive until `released` is set.
+            let r = unsafe { &*(r as *const Record) };
+            r.done.store(true, Ordering::Release);
+            // SAFETY: the owner stays in `wait` until `released`.
+            unsafe { r.waker.unpark() };
+            r.released.store(true, Ordering::Release);
+        }
+    }
+    const ROUNDS: usize = 20_000;
+    let (to_thread, thread_inbox) = std::sync::mpsc::channel::<usize>();
+    let (to_coroutine, coroutine_inbox) = std::sync::mpsc::channel::<usize>();
+    let h = go!(move || {
+        for _ in 0..ROUNDS {
+            let mine = Record::new();
+            to_thread.send(&mine as *const Record as usize).unwrap();
+            mine.wait();
+            let theirs = loop {
+                match coroutine_inbox.try_recv() {
+                    Ok(r) => break r,
+                    Err(_) => corun_runtime::yield_now(),
+                }
+            };
+            // SAFETY: the thread waits on it in `wait`.
+            unsafe { Record::complete(theirs) };
+        }
+    });
+    for _ in 0..ROUNDS {
+        let r = thread_inbox
+            .recv_timeout(Duration::from_secs(60))
+            .expect("the coroutine's record arrives");
+        // SAFETY: the coroutine waits on it in `wait`.
+        unsafe { Record::complete(r) };
+        let mine = Record::new();
+        to_coroutine.send(&mine as *const Record as usize).unwrap();
+        mine.wait();
+    }
+    h.join().unwrap();
 }

@@ -34,13 +34,17 @@ use std::time::Instant;
 
 use corun_runtime::WaitReason;
 
-use self::sys::{AtomicBool, AtomicPtr, AtomicUsize, Unparker, park, park_deadline, spin_wait};
+use self::sys::{
+    AtomicBool, AtomicPtr, AtomicUsize, FrameUnparker, park, park_deadline, spin_wait,
+};
 
 /// The atomics and parking the protocol runs on: the runtime's, or loom's
 /// when model checking. The lock wait queue (`sync::waitq`) uses it too.
 #[cfg(not(loom))]
 pub(crate) mod sys {
-    pub(crate) use corun_runtime::{Unparker, park, park_deadline, unparker};
+    pub(crate) use corun_runtime::{
+        FrameUnparker, Unparker, frame_unparker, park, park_deadline, unparker,
+    };
     pub(crate) use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize};
 
     /// One round of waiting for a flag another thread is about to set.
@@ -73,6 +77,20 @@ pub(crate) mod sys {
 
     pub(crate) fn unparker() -> Unparker {
         Unparker(loom::thread::current())
+    }
+
+    /// Loom's thread handle in the runtime `FrameUnparker`'s place.
+    pub(crate) struct FrameUnparker(loom::thread::Thread);
+
+    impl FrameUnparker {
+        /// Safe here; `unsafe` only to match the runtime's signature.
+        pub(crate) unsafe fn unpark(&self) {
+            self.0.unpark();
+        }
+    }
+
+    pub(crate) fn frame_unparker() -> FrameUnparker {
+        FrameUnparker(loom::thread::current())
     }
 
     pub(crate) fn park(_: WaitReason) {
@@ -118,7 +136,9 @@ pub(crate) struct Ctx {
     /// The slot (`*mut Option<T>`) this context offers when it hands its own
     /// address to a peer as an exchange packet.
     slot: AtomicPtr<()>,
-    unparker: Unparker,
+    /// Holds no reference: the owner stays in the frame holding this
+    /// context until `released`, so it cannot finish before the unpark.
+    unparker: FrameUnparker,
     /// Set by the claimer after its last access (the unpark): only then may
     /// the owner's frame, which holds this context, go away.
     released: AtomicBool,
@@ -130,7 +150,7 @@ impl Ctx {
             state: AtomicUsize::new(WAITING),
             packet: AtomicUsize::new(P_EMPTY),
             slot: AtomicPtr::new(ptr::null_mut()),
-            unparker: sys::unparker(),
+            unparker: sys::frame_unparker(),
             released: AtomicBool::new(false),
         }
     }
@@ -238,7 +258,9 @@ impl Ctx {
         // SAFETY: alive until `released` is set, by the caller's contract.
         let c = unsafe { &*ctx };
         c.packet.store(packet, Ordering::Release);
-        c.unparker.unpark();
+        // SAFETY: the owner waits in its frame for `released`, set below,
+        // so its coroutine has not finished.
+        unsafe { c.unparker.unpark() };
         // Last access: the owner may return and free `*ctx` after this.
         c.released.store(true, Ordering::Release);
     }
