@@ -282,7 +282,6 @@ impl<T> Chan<T> {
         mut msg: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        yield_point();
         loop {
             let mut wakes = Wakes::new();
             let mut g = self.inner.lock();
@@ -291,6 +290,9 @@ impl<T> Chan<T> {
                 r => {
                     drop(g);
                     wakes.wake();
+                    // Done without parking: still a yield point (a park
+                    // would have been one).
+                    yield_point();
                     match r {
                         SendStart::Sent => return Ok(()),
                         SendStart::Disconnected(m) => {
@@ -310,6 +312,7 @@ impl<T> Chan<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 drop(g);
                 wakes.wake();
+                yield_point();
                 return Err(SendTimeoutError::Timeout(m));
             }
             let ctx = Ctx::new();
@@ -358,7 +361,6 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-        yield_point();
         loop {
             let mut wakes = Wakes::new();
             let mut g = self.inner.lock();
@@ -367,6 +369,8 @@ impl<T> Chan<T> {
                 r => {
                     drop(g);
                     wakes.wake();
+                    // As in `send`.
+                    yield_point();
                     match r {
                         RecvStart::Got(v) => return Ok(v),
                         RecvStart::Disconnected => return Err(RecvTimeoutError::Disconnected),
@@ -381,6 +385,7 @@ impl<T> Chan<T> {
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 drop(g);
                 wakes.wake();
+                yield_point();
                 return Err(RecvTimeoutError::Timeout);
             }
             let ctx = Ctx::new();
