@@ -774,15 +774,10 @@ pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef) {
 /// True when the running coroutine should give way at a yield point: its
 /// time slice is over or its M lost the P.
 pub(crate) fn should_yield() -> bool {
-    let ctx = tls::ctx();
-    if ctx.task.is_null() || ctx.p == NO_P {
-        return false;
-    }
-    let Some(shared) = ctx.shared() else {
+    let Some((p, epoch)) = tls::running_p() else {
         return false;
     };
-    let p = &shared.ps[ctx.p];
-    p.preempt.load(Ordering::Relaxed) || p.status.load(Ordering::Relaxed) >> 2 != ctx.epoch
+    p.preempt.load(Ordering::Relaxed) || p.status.load(Ordering::Relaxed) >> 2 != epoch
 }
 
 /// Runs `f` marked as a blocking call so sysmon can hand the P on.
@@ -912,6 +907,7 @@ impl M {
         self.epoch = epoch;
         tls::update(|c| {
             c.p = p;
+            c.p_ref = pp;
             c.epoch = epoch;
         });
     }
@@ -919,7 +915,10 @@ impl M {
     /// Drops the P without putting it on the idle list.
     fn forget_p(&mut self) {
         self.p = None;
-        tls::update(|c| c.p = NO_P);
+        tls::update(|c| {
+            c.p = NO_P;
+            c.p_ref = std::ptr::null();
+        });
     }
 
     fn release(&mut self, p: usize) {
@@ -1302,6 +1301,7 @@ impl Drop for M {
         tls::update(|c| {
             c.shared = std::ptr::null();
             c.p = NO_P;
+            c.p_ref = std::ptr::null();
         });
     }
 }

@@ -10,7 +10,7 @@
 use std::cell::Cell;
 use std::ptr;
 
-use crate::sched::Shared;
+use crate::sched::{P, Shared};
 use crate::task::Header;
 
 /// Marks "this thread holds no P".
@@ -22,6 +22,8 @@ pub(crate) struct Ctx {
     pub(crate) shared: *const Shared,
     /// The P this thread holds, or `NO_P`.
     pub(crate) p: usize,
+    /// The same P by address (null with `NO_P`), for the yield-point check.
+    pub(crate) p_ref: *const P,
     /// The P's epoch when this thread acquired it.
     pub(crate) epoch: u64,
     /// The task running on this thread (null in scheduler code).
@@ -34,6 +36,7 @@ impl Ctx {
     const NONE: Ctx = Ctx {
         shared: ptr::null(),
         p: NO_P,
+        p_ref: ptr::null(),
         epoch: 0,
         task: ptr::null(),
         user: false,
@@ -67,6 +70,21 @@ pub(crate) fn update(f: impl FnOnce(&mut Ctx)) {
         let mut ctx = c.get();
         f(&mut ctx);
         c.set(ctx);
+    })
+}
+
+/// The P a running coroutine's thread holds and the epoch it acquired it
+/// at; `None` in scheduler code, outside coroutines, or without a P.
+#[inline(never)]
+pub(crate) fn running_p() -> Option<(&'static P, u64)> {
+    CTX.with(|c| {
+        let c = c.get();
+        if c.task.is_null() {
+            return None;
+        }
+        // SAFETY: Ps live in a `Shared`, which is leaked when a runtime is
+        // built, so the address stays valid for the rest of the process.
+        unsafe { c.p_ref.as_ref() }.map(|p| (p, c.epoch))
     })
 }
 
