@@ -310,6 +310,19 @@ impl FrameUnparker {
     /// the caller knows it is still running or parked, for instance because
     /// it does not leave the frame holding this value before the call has
     /// returned.
+    ///
+    /// ```
+    /// use corun_runtime::{WaitReason, frame_unparker, park};
+    ///
+    /// corun_runtime::go!(|| {
+    ///     let me = frame_unparker();
+    ///     // SAFETY: this coroutine is running, so it has not finished.
+    ///     unsafe { me.unpark() }; // a wake-up that comes first is kept...
+    ///     park(WaitReason::Park); // ...so this returns at once
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
     pub unsafe fn unpark(&self) {
         match &self.0 {
             FrameTarget::Task(header) => {
@@ -337,6 +350,27 @@ impl fmt::Debug for FrameUnparker {
 
 /// A [`FrameUnparker`] for the calling coroutine, or the calling thread
 /// outside coroutines.
+///
+/// ```
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use corun_runtime::{WaitReason, frame_unparker, park};
+///
+/// // Outside coroutines it wakes this thread; another thread sets the flag
+/// // that lives in this frame, then wakes us.
+/// let done = AtomicBool::new(false);
+/// let me = frame_unparker();
+/// let (done_ref, me_ref) = (&done, &me);
+/// std::thread::scope(|s| {
+///     s.spawn(move || {
+///         done_ref.store(true, Ordering::Release);
+///         // SAFETY: a thread waker: there is no coroutine to outlive.
+///         unsafe { me_ref.unpark() };
+///     });
+///     while !done.load(Ordering::Acquire) {
+///         park(WaitReason::Park);
+///     }
+/// });
+/// ```
 pub fn frame_unparker() -> FrameUnparker {
     match std::ptr::NonNull::new(tls::current_task_ptr().cast_mut()) {
         Some(task) => FrameUnparker(FrameTarget::Task(task)),
