@@ -332,6 +332,9 @@ pub struct Stats {
     pub stacks_pooled: usize,
     /// Address space reserved for stacks (all runtimes).
     pub stack_bytes_reserved: usize,
+    /// Memory carved for task structures (all runtimes); kept at its peak
+    /// for reuse, as Go keeps its Gs.
+    pub task_bytes_retained: usize,
     /// Times a worker polled the network driver.
     pub netpoll_polls: u64,
     /// Coroutines (or threads) the network driver woke.
@@ -382,6 +385,7 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
     s.stacks_in_use = st.in_use;
     s.stacks_pooled = st.pooled;
     s.stack_bytes_reserved = st.reserved_bytes;
+    s.task_bytes_retained = crate::task_cache::retained_bytes();
     s.netpoll_polls = shared.netpoll_polls.load(Ordering::Relaxed);
     s.netpoll_woken = shared.netpoll_woken.load(Ordering::Relaxed);
     s

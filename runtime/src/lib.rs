@@ -38,6 +38,7 @@ mod runtime;
 mod sched;
 mod sysmon;
 mod task;
+mod task_cache;
 mod timer;
 mod tls;
 mod trace;

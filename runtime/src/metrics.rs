@@ -173,6 +173,12 @@ pub fn metrics_text() -> String {
         "Address space reserved for stacks.",
         &mut process(stacks.reserved_bytes),
     );
+    family(
+        "corun_task_bytes_retained",
+        "gauge",
+        "Memory carved for task structures, kept for reuse.",
+        &mut process(crate::task_cache::retained_bytes()),
+    );
     if let Ok(resident) = corun_stacks::resident_bytes() {
         family(
             "corun_stack_bytes_resident",

@@ -27,6 +27,7 @@
 //! `unpark` moves IDLE to SCHEDULED exactly once and only then enqueues, so
 //! a task is in at most one queue.
 
+use std::alloc::Layout;
 use std::any::Any;
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;
@@ -41,6 +42,7 @@ use corun_stacks::fiber::Fiber;
 use crate::local::LocalMap;
 use crate::park::{self, Unparker, WaitReason};
 use crate::sched::Shared;
+use crate::task_cache;
 
 use crate::lifecycle::{self, JOIN_WAITER, LIFECYCLE, NOTIFIED};
 pub(crate) use crate::lifecycle::{COMPLETE, IDLE, RUNNING, SCHEDULED};
@@ -138,7 +140,13 @@ impl TaskRef {
             dealloc: dealloc::<F, T>,
             fail: fail::<F, T>,
         };
-        let cell = Box::new(Cell::<F, T> {
+        let layout = Layout::new::<Cell<F, T>>();
+        // SAFETY: a cell has a non-zero size (it starts with the header).
+        let raw = unsafe { task_cache::allocate(layout) }.cast::<Cell<F, T>>();
+        let Some(cell) = NonNull::new(raw) else {
+            std::alloc::handle_alloc_error(layout)
+        };
+        let value = Cell::<F, T> {
             prefix: Prefix {
                 header: Header {
                     state: AtomicU32::new(SCHEDULED),
@@ -163,8 +171,10 @@ impl TaskRef {
                 output: UnsafeCell::new(None),
             },
             func: UnsafeCell::new(Some(f)),
-        });
-        let ptr = NonNull::from(Box::leak(cell)).cast::<Header>();
+        };
+        // SAFETY: freshly allocated for this layout, not yet initialised.
+        unsafe { cell.as_ptr().write(value) };
+        let ptr = cell.cast::<Header>();
         (
             TaskRef(ptr),
             JoinHandle {
@@ -368,18 +378,31 @@ where
 /// # Safety
 /// The last reference to a `Cell<F, T>` was dropped.
 unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
-    // SAFETY: allocated by `Box::new` in `TaskRef::new` with this type.
-    let mut cell = unsafe { Box::from_raw(ptr.cast::<Cell<F, T>>().as_ptr()) };
+    /// Returns the memory even if dropping a field panics.
+    struct Free(NonNull<u8>, Layout);
+    impl Drop for Free {
+        fn drop(&mut self) {
+            // SAFETY: allocated in `TaskRef::new` with this layout; the
+            // value in it has been dropped (or is being unwound past).
+            unsafe { task_cache::deallocate(self.0, self.1) };
+        }
+    }
+    let cell = ptr.cast::<Cell<F, T>>();
+    let _free = Free(cell.cast(), Layout::new::<Cell<F, T>>());
+    // SAFETY: the last reference is gone, so we have the cell to ourselves;
+    // it was initialised in `TaskRef::new`.
+    let fiber = unsafe { (*cell.as_ptr()).prefix.header.fiber.get_mut().take() };
     // Tasks are freed after they complete, so a fiber left here never
     // started or was abandoned at shutdown. A started one is leaked rather
     // than unwound on whatever thread dropped the last reference.
-    if let Some(fiber) = cell.prefix.header.fiber.get_mut().take()
+    if let Some(fiber) = fiber
         && fiber.is_started()
         && !fiber.is_finished()
     {
         std::mem::forget(fiber);
     }
-    drop(cell);
+    // SAFETY: as above; dropped exactly once, here.
+    unsafe { std::ptr::drop_in_place(cell.as_ptr()) };
 }
 
 /// # Safety

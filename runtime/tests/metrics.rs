@@ -205,6 +205,7 @@ fn metrics_parse_and_agree_with_stats() {
     assert_eq!(sample(&samples, "corun_threads", &me) as usize, before.ms);
     assert!(sample(&samples, "corun_stacks_in_use", &[]) >= 25.0);
     assert!(sample(&samples, "corun_stack_bytes_reserved", &[]) > 0.0);
+    assert!(sample(&samples, "corun_task_bytes_retained", &[]) > 0.0);
     assert!(sample(&samples, "corun_stack_bytes_resident", &[]) > 0.0);
     parked.release();
 }
