@@ -254,18 +254,43 @@ pub struct CoroutineProfile {
 /// outside coroutines) by spawn site, state and wait reason.
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::sync::Arc;
+/// use std::sync::atomic::{AtomicBool, Ordering};
+/// use std::time::{Duration, Instant};
+/// use corun_runtime::{WaitReason, coroutine_profile, park, unparker};
+///
 /// corun_runtime::run(|| {
+///     let go_on = Arc::new(AtomicBool::new(false));
+///     let (tx, rx) = std::sync::mpsc::channel();
 ///     let hs: Vec<_> = (0..3)
-///         .map(|_| corun_runtime::spawn(|| corun_runtime::sleep(Duration::from_millis(50))))
+///         .map(|_| {
+///             let (go_on, tx) = (go_on.clone(), tx.clone());
+///             corun_runtime::spawn(move || {
+///                 tx.send(unparker()).unwrap();
+///                 while !go_on.load(Ordering::Acquire) {
+///                     park(WaitReason::Semaphore);
+///                 }
+///             })
+///         })
 ///         .collect();
-///     corun_runtime::sleep(Duration::from_millis(10));
-///     let profile = corun_runtime::coroutine_profile();
-///     let sleepers = profile
-///         .groups
-///         .iter()
-///         .find(|g| g.wait_reason == corun_runtime::WaitReason::Sleep && g.count == 3);
-///     assert!(sleepers.is_some(), "{profile}");
+///     // However loaded the machine, the three end up parked at one site.
+///     let started = Instant::now();
+///     loop {
+///         let profile = coroutine_profile();
+///         let parked = profile
+///             .groups
+///             .iter()
+///             .any(|g| g.wait_reason == WaitReason::Semaphore && g.count == 3);
+///         if parked {
+///             break;
+///         }
+///         assert!(started.elapsed() < Duration::from_secs(30), "{profile}");
+///         corun_runtime::sleep(Duration::from_millis(1));
+///     }
+///     go_on.store(true, Ordering::Release);
+///     for u in rx.iter().take(3) {
+///         u.unpark();
+///     }
 ///     for h in hs {
 ///         h.join().unwrap();
 ///     }
