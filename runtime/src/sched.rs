@@ -17,7 +17,10 @@
 //! global injector (so a busy local queue cannot starve it); `runnext`; the
 //! local queue; the injector; a non-blocking poll of the network driver; then,
 //! if not too many Ms are already spinning (at most half the busy Ps), it
-//! steals half of a random victim's queue, four rounds over all Ps. Finding
+//! steals half of a random victim's queue, four rounds over all Ps; in the
+//! last round it also takes a victim's `runnext`, from a running P only
+//! after a 3 us grace (Go's rule: its G usually blocks at once and runs it
+//! there; a spawner that keeps running would hold it a whole slice). Finding
 //! nothing, it puts its P on the idle list, re-checks every queue (a producer
 //! either sees the idle P and wakes someone, or its work is seen here), and
 //! stops: in the poller if no other M is there (with the earliest timer as
@@ -90,6 +93,22 @@ fn status(epoch: u64, state: u64) -> u64 {
 /// How long a G may run before yield points give way.
 pub(crate) const TIME_SLICE: Duration = Duration::from_millis(10);
 
+/// How long a thief leaves a running P's `runnext` to its owner (Go: 3 us).
+const RUNNEXT_GRACE: Duration = Duration::from_micros(3);
+
+/// Spins for `RUNNEXT_GRACE` while `victim` keeps a task in `runnext`;
+/// true if the task is still there.
+fn runnext_outlives_grace(victim: &P) -> bool {
+    let start = Instant::now();
+    while victim.has_runnext() {
+        if start.elapsed() >= RUNNEXT_GRACE {
+            return true;
+        }
+        std::hint::spin_loop();
+    }
+    false
+}
+
 pub(crate) struct P {
     pub(crate) idx: usize,
     status: AtomicU64,
@@ -153,6 +172,10 @@ impl P {
 
     fn has_work(&self) -> bool {
         !self.runnext.load(Ordering::Acquire).is_null() || !self.stealer.is_empty()
+    }
+
+    fn has_runnext(&self) -> bool {
+        !self.runnext.load(Ordering::Relaxed).is_null()
     }
 
     fn take_runnext(&self) -> Option<TaskRef> {
@@ -1062,10 +1085,16 @@ impl M {
                         Steal::Empty => break,
                     }
                 }
-                // A running victim is about to run its runnext itself (its G
-                // just woke it); take it only from a P that is not running.
+                // A running victim usually runs its runnext itself within a
+                // microsecond (its G woke it and is about to block: a
+                // channel hand-off), so leave it a grace period, as Go
+                // does; after that its G is still running (a spawner that
+                // keeps working) and the task would wait for its whole
+                // time slice.
                 if round == 3
-                    && victim.status.load(Ordering::Relaxed) & 3 != P_USER
+                    && victim.has_runnext()
+                    && (victim.status.load(Ordering::Relaxed) & 3 != P_USER
+                        || runnext_outlives_grace(victim))
                     && let Some(t) = victim.take_runnext()
                 {
                     p.steals.fetch_add(1, Ordering::Relaxed);

@@ -239,3 +239,34 @@ fn yield_now_interleaves_on_one_worker() {
     // With one worker and yields, no coroutine runs all its steps first.
     assert_ne!(&log[..3], &[log[0]; 3]);
 }
+
+/// A coroutine spawned by one that keeps running (no yield point) is
+/// stolen from the spawner's `runnext` by the idle worker, not left there
+/// until sysmon takes the spawner's P. Before thieves took `runnext` from
+/// running Ps (after a grace period), about a quarter of the rounds needed
+/// that hand-off (the others waited up to a time slice too); a rare slow
+/// thief may still need one.
+#[test]
+fn a_busy_spawners_new_coroutine_is_stolen_not_handed_off() {
+    const ROUNDS: u64 = 100;
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let handoffs = rt.block_on(|| {
+        let before = corun_runtime::stats().handoffs;
+        for _ in 0..ROUNDS {
+            let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let flag = ran.clone();
+            let h = corun_runtime::spawn(move || flag.store(true, Ordering::Release));
+            let t = Instant::now();
+            while !ran.load(Ordering::Acquire) {
+                assert!(t.elapsed() < Duration::from_secs(30), "never ran");
+                std::hint::spin_loop();
+            }
+            h.join().unwrap();
+        }
+        corun_runtime::stats().handoffs - before
+    });
+    assert!(
+        handoffs <= ROUNDS / 20,
+        "{handoffs} of {ROUNDS} rounds needed sysmon's hand-off"
+    );
+}
