@@ -275,6 +275,16 @@ mod tests {
         }
     }
 
+    /// As many new blocks as were freed all come from the freed ones.
+    fn assert_served_from(layout: Layout, freed: &HashSet<usize>) {
+        let again = alloc_n(layout, freed.len());
+        assert!(
+            again.iter().all(|p| freed.contains(p)),
+            "freed blocks are reused"
+        );
+        free_all(layout, &again);
+    }
+
     #[test]
     fn blocks_do_not_overlap_and_are_reused() {
         let layout = Layout::from_size_align(1000, 8).unwrap();
@@ -299,13 +309,7 @@ mod tests {
             );
         }
         free_all(layout, &a);
-        let again = alloc_n(layout, 2000);
-        let freed: HashSet<_> = a.into_iter().collect();
-        assert!(
-            again.iter().all(|p| freed.contains(p)),
-            "freed blocks are reused"
-        );
-        free_all(layout, &again);
+        assert_served_from(layout, &a.into_iter().collect());
     }
 
     #[test]
@@ -318,12 +322,7 @@ mod tests {
             .unwrap();
         // The other thread pooled what overflowed its list, and the rest
         // when it exited.
-        let again = alloc_n(layout, 5000);
-        assert!(
-            again.iter().all(|p| freed.contains(p)),
-            "pooled blocks are reused"
-        );
-        free_all(layout, &again);
+        assert_served_from(layout, &freed);
     }
 
     #[test]
