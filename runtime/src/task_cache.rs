@@ -130,6 +130,11 @@ struct Local {
 }
 
 impl Local {
+    const EMPTY: Local = Local {
+        lists: [const { List::EMPTY }; CLASSES],
+        bumps: [Bump { next: 0, end: 0 }; CLASSES],
+    };
+
     fn allocate(&mut self, class: usize) -> Option<NonNull<u8>> {
         if let Some(b) = self.lists[class].pop() {
             return Some(b);
@@ -180,12 +185,7 @@ impl Drop for Local {
 }
 
 thread_local! {
-    static LOCAL: RefCell<Local> = const {
-        RefCell::new(Local {
-            lists: [const { List::EMPTY }; CLASSES],
-            bumps: [Bump { next: 0, end: 0 }; CLASSES],
-        })
-    };
+    static LOCAL: RefCell<Local> = const { RefCell::new(Local::EMPTY) };
 }
 
 fn class_of(layout: Layout) -> Option<usize> {
@@ -210,12 +210,10 @@ pub(crate) unsafe fn allocate(layout: Layout) -> *mut u8 {
         .try_with(|l| l.borrow_mut().allocate(class))
         .unwrap_or_else(|_| {
             // This thread is exiting and its cache is gone: take a batch
-            // from the pool, or carve from a chunk of our own.
-            Local {
-                lists: [const { List::EMPTY }; CLASSES],
-                bumps: [Bump { next: 0, end: 0 }; CLASSES],
-            }
-            .allocate(class)
+            // from the pool, or carve from a chunk of our own (its tail goes
+            // to the pool when this temporary cache is dropped).
+            let mut temporary = Local::EMPTY;
+            temporary.allocate(class)
         });
     block.map_or(ptr::null_mut(), NonNull::as_ptr)
 }
