@@ -1,5 +1,6 @@
-//! The G: one heap allocation per coroutine holding its header, its
-//! function until first run, and its output until joined.
+//! The G: one block per coroutine (from `task_cache`, which recycles them)
+//! holding its header, its function until first run, and its output until
+//! joined.
 //!
 //! # Layout
 //!
