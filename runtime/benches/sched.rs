@@ -1,4 +1,5 @@
-//! Scheduler benchmarks: spawn+join, yield switch, skynet, mass sleeps.
+//! Scheduler benchmarks: spawn+join, yield switch, skynet, mass sleeps,
+//! the accuracy of one sleep.
 //!
 //! Each runs on a 2-worker runtime, as the DESIGN.md reference figures do.
 //! Per-element throughput is reported, so "time per element" reads as ns
@@ -92,5 +93,31 @@ fn sleeps(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, spawn_join, yield_switch, skynet_bench, sleeps);
+/// Timer accuracy: how long a coroutine asking for 200 us actually sleeps
+/// on an otherwise idle runtime (the OS's own wake-up latency included;
+/// a poller that misses the timer shows up as a millisecond tail).
+fn sleep_accuracy(c: &mut Criterion) {
+    let rt = runtime();
+    let mut g = c.benchmark_group("sleep");
+    g.bench_function("one_200us", |b| {
+        b.iter_custom(|iters| {
+            rt.block_on(move || {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    corun_runtime::sleep(Duration::from_micros(200));
+                }
+                t.elapsed()
+            })
+        })
+    });
+}
+
+criterion_group!(
+    benches,
+    spawn_join,
+    yield_switch,
+    skynet_bench,
+    sleeps,
+    sleep_accuracy
+);
 criterion_main!(benches);

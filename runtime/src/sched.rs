@@ -59,7 +59,9 @@
 //!   re-checks periodically.
 
 use std::cell::UnsafeCell;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
+};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{self, Thread};
 use std::time::{Duration, Instant};
@@ -369,6 +371,9 @@ impl Shared {
 
     /// A timer was armed for `when`: a poller sleeping past it must wake.
     pub(crate) fn timer_added(&self, when: u64) {
+        // Pairs with the fence in `stop`: either the poller's scan of the
+        // heaps sees this timer, or we see it blocked and notify it.
+        fence(Ordering::SeqCst);
         if when < self.poll_until.load(Ordering::SeqCst)
             && self.poller_blocked.load(Ordering::SeqCst)
         {
@@ -382,6 +387,16 @@ impl Shared {
             .map(|p| p.timers.next_when())
             .min()
             .unwrap_or(u64::MAX)
+    }
+
+    /// True if a P no M holds has a timer pending. Ordered after the
+    /// caller's earlier stores (the poller token, an idle-list push) by a
+    /// fence, so of a poller leaving and an M going idle one sees the other.
+    fn idle_p_has_timers(&self) -> bool {
+        fence(Ordering::SeqCst);
+        self.ps.iter().any(|p| {
+            p.status.load(Ordering::SeqCst) & 3 == P_IDLE && p.timers.next_when() != u64::MAX
+        })
     }
 
     /// Fires every due timer of every P. Wakes go wherever `enqueue_woken`
@@ -1155,9 +1170,14 @@ impl M {
         if !shared.poller_held.load(Ordering::Relaxed)
             && !shared.poller_held.swap(true, Ordering::Acquire)
         {
+            // Publish that we are about to block before scanning the timer
+            // heaps: a timer armed after the scan sees `poller_blocked` and
+            // notifies us (see `timer_added`). Until `poll_until` is set,
+            // every new timer notifies.
+            shared.poller_blocked.store(true, Ordering::SeqCst);
+            fence(Ordering::SeqCst);
             let until = shared.earliest_timer();
             shared.poll_until.store(until, Ordering::SeqCst);
-            shared.poller_blocked.store(true, Ordering::SeqCst);
             // A producer that pushed before seeing `poller_blocked` is seen
             // here; one that pushes after it will notify us.
             // (Queued work with no idle P is for the Ms holding the Ps.)
@@ -1179,24 +1199,41 @@ impl M {
             trace::event(trace::Kind::PollEnd, 0, self.woken.len() as u32);
             shared.poller_blocked.store(false, Ordering::SeqCst);
             shared.poll_until.store(u64::MAX, Ordering::SeqCst);
-            shared.poller_held.store(false, Ordering::Release);
+            shared.poller_held.store(false, Ordering::SeqCst);
             self.count_poll();
-            if let Some(p) = shared.pidleget() {
-                self.acquire(p);
-                // Someone must keep watching the timers now that we leave.
-                if shared.earliest_timer() != u64::MAX {
-                    shared.wake_idle_m_for_poll();
+            let holds_p = match shared.pidleget() {
+                Some(p) => {
+                    self.acquire(p);
+                    true
                 }
-            }
+                None => false,
+            };
             for u in self.woken.drain(..) {
                 u.unpark();
             }
             shared.fire_all_due(&mut self.due);
+            // We leave the poller for a P. Timers of the Ps nobody holds now
+            // need another watcher; those of held Ps are their Ms' to check.
+            // (Waking one for any timer at all costs a thread wake-up per
+            // timer fired, and on two cores that wake-up competes for the
+            // CPU with whatever the fired timer started.)
+            if holds_p && shared.idle_p_has_timers() {
+                shared.wake_idle_m_for_poll();
+            }
             return;
         }
         lock(&shared.idle_ms).push(self.handle.clone());
-        // Re-check after publishing ourselves: work or the poller token may
-        // have appeared while we were deciding.
+        // The poller may have left between our look at the token and our
+        // push, seeing neither us to wake nor (if we had not released it
+        // yet) our idle P's timers: if those now go unwatched, take our
+        // entry back and become the poller ourselves.
+        if !shared.poller_held.load(Ordering::SeqCst) && shared.idle_p_has_timers() {
+            let mut idle = lock(&shared.idle_ms);
+            if let Some(i) = idle.iter().position(|m| Arc::ptr_eq(m, &self.handle)) {
+                idle.swap_remove(i);
+                return;
+            }
+        }
         while !self.handle.woken.swap(false, Ordering::Acquire) {
             if shared.shutdown.load(Ordering::Acquire) {
                 return;
