@@ -40,6 +40,7 @@ mod sysmon;
 mod task;
 mod task_cache;
 mod timer;
+mod timer_queue;
 mod tls;
 mod trace;
 mod traceback;

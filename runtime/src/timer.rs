@@ -1,7 +1,8 @@
-//! Timers: one heap per P, fired by whichever thread looks first.
+//! Timers: one queue per P, fired by whichever thread looks first.
 //!
-//! Each P owns a binary heap ordered by deadline (runtime nanoseconds) and
-//! publishes its earliest deadline in `next_when`, so the common check
+//! Each P owns a queue ordered by deadline (runtime nanoseconds; a FIFO for
+//! timers that arrive in deadline order plus a binary heap for the rest,
+//! see `timer_queue.rs`) and publishes its earliest deadline in `next_when`, so the common check
 //! "anything due?" is one atomic load. Entries are added to the heap of the
 //! P the caller runs on, fired by that P's worker in its scheduling loop, by
 //! the thread blocked in the poller (whose timeout is the earliest deadline
@@ -11,15 +12,13 @@
 //! deadline, but only if that park is still the one it was set for (the
 //! task's `park_seq`), so a stale entry never wakes a later park. A callback
 //! entry runs a short closure (contexts use it to cancel themselves) unless
-//! it was cancelled. Stale and cancelled entries are counted and the heap is
+//! it was cancelled. Stale and cancelled entries are counted and the queue is
 //! rebuilt without them once they are the majority: a server that arms and
 //! cancels a timeout per request does not grow its heaps.
 //!
 //! Firing happens outside the heap lock: due entries are popped under the
 //! lock, then woken or run after it is released.
 
-use std::cmp::Ordering as CmpOrdering;
-use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -27,6 +26,7 @@ use std::time::Instant;
 use crate::park::Unparker;
 use crate::sched::Shared;
 use crate::task::TaskRef;
+use crate::timer_queue::TimerQueue;
 
 const NONE: u64 = u64::MAX;
 const COMPACT_MIN: usize = 64;
@@ -38,15 +38,8 @@ pub(crate) struct Timers {
 
 #[derive(Default)]
 struct Heap {
-    entries: BinaryHeap<Entry>,
+    entries: TimerQueue<Kind>,
     stale: usize,
-    seq: u64,
-}
-
-struct Entry {
-    when: u64,
-    seq: u64,
-    kind: Kind,
 }
 
 enum Kind {
@@ -81,27 +74,9 @@ impl Due {
     }
 }
 
-impl PartialEq for Entry {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == CmpOrdering::Equal
-    }
-}
-impl Eq for Entry {}
-impl PartialOrd for Entry {
-    fn partial_cmp(&self, other: &Self) -> Option<CmpOrdering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Entry {
-    /// Reversed: `BinaryHeap` is a max-heap and we want the earliest first.
-    fn cmp(&self, other: &Self) -> CmpOrdering {
-        (other.when, other.seq).cmp(&(self.when, self.seq))
-    }
-}
-
-impl Entry {
+impl Kind {
     fn is_stale(&self) -> bool {
-        match &self.kind {
+        match self {
             Kind::Wake { task, park_seq } => {
                 task.header().park_seq.load(Ordering::Relaxed) != *park_seq
             }
@@ -132,9 +107,7 @@ impl Timers {
     fn push(&self, shared: &Shared, when: u64, kind: Kind) {
         {
             let mut heap = self.lock();
-            heap.seq += 1;
-            let seq = heap.seq;
-            heap.entries.push(Entry { when, seq, kind });
+            heap.entries.push(when, kind);
             if when < self.next_when.load(Ordering::Relaxed) {
                 self.next_when.store(when, Ordering::Release);
             }
@@ -165,10 +138,9 @@ impl Timers {
         let mut heap = self.lock();
         heap.stale += 1;
         if heap.stale >= COMPACT_MIN && heap.stale * 2 > heap.entries.len() {
-            let entries = std::mem::take(&mut heap.entries);
-            heap.entries = entries.into_iter().filter(|e| !e.is_stale()).collect();
+            heap.entries.retain(|kind| !kind.is_stale());
             heap.stale = 0;
-            let next = heap.entries.peek().map_or(NONE, |e| e.when);
+            let next = heap.entries.next_when().unwrap_or(NONE);
             self.next_when.store(next, Ordering::Release);
         }
     }
@@ -180,19 +152,18 @@ impl Timers {
         }
         let mut heap = self.lock();
         let mut n = 0;
-        while heap.entries.peek().is_some_and(|e| e.when <= now) {
-            let entry = heap.entries.pop().expect("peeked");
-            if entry.is_stale() {
+        while let Some(kind) = heap.entries.pop_due(now) {
+            if kind.is_stale() {
                 heap.stale = heap.stale.saturating_sub(1);
                 continue;
             }
             n += 1;
-            out.push(match entry.kind {
+            out.push(match kind {
                 Kind::Wake { task, park_seq } => Due::Wake(task, park_seq),
                 Kind::Callback(cb) => Due::Callback(cb),
             });
         }
-        let next = heap.entries.peek().map_or(NONE, |e| e.when);
+        let next = heap.entries.next_when().unwrap_or(NONE);
         self.next_when.store(next, Ordering::Release);
         n
     }
@@ -205,7 +176,7 @@ impl Timers {
 
     /// Removes every entry (runtime shutdown).
     pub(crate) fn clear(&self) {
-        let entries = std::mem::take(&mut self.lock().entries);
+        let entries = self.lock().entries.take_all();
         self.next_when.store(NONE, Ordering::Release);
         drop(entries);
     }
