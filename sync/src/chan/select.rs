@@ -249,9 +249,14 @@ pub(crate) fn run<'a>(
             ctx.wait(wake_at, WaitReason::Select)
         };
 
-        // 4. Unregister: afterwards no claimer can reach `nodes`.
+        // 4. Unregister: afterwards no claimer can reach `nodes`. The node
+        // we were claimed through is off its queue already (every claimer
+        // unlinks a node before it claims the owner, under that channel's
+        // lock, and we saw the claim with Acquire), so its lock is skipped.
         for (op, node) in ops.iter().zip(nodes).take(registered) {
-            op.handle.unregister(node);
+            if selected != Some(node.index) {
+                op.handle.unregister(node);
+            }
         }
         let Some(k) = selected else {
             continue;

@@ -385,6 +385,10 @@ impl Queue {
     /// Pops nodes until one whose owner it can claim, and returns that one.
     /// Observers met on the way are claimed and woken; stale nodes (owner
     /// already claimed elsewhere or aborted) are dropped from the queue.
+    ///
+    /// Like every claim here, the node leaves the queue before its owner is
+    /// claimed: a select that learns it was claimed through a node knows
+    /// that node is unlinked and need not lock its channel to remove it.
     pub(crate) fn claim_first(&mut self, wakes: &mut Wakes) -> Option<Claimed> {
         while let Some(node) = self.pop_front() {
             // SAFETY: a linked node's context outlives it.
