@@ -7,10 +7,10 @@
 //! rules:
 //!
 //! - `notify`: IDLE -> SCHEDULED (the caller must queue the task: it is the
-//!   only one told to), RUNNING or SCHEDULED -> the same plus NOTIFIED,
-//!   anything else: no-op. So a wake is queued at most once per park and
-//!   never lost, even when a yield comes between checking a condition and
-//!   parking.
+//!   only one told to), RUNNING or SCHEDULED -> the same plus NOTIFIED
+//!   (written even if already set, see `notify`), anything else: no-op.
+//!   So a wake is queued at most once per park and never lost, even when a
+//!   yield comes between checking a condition and parking.
 //! - `begin_run`: SCHEDULED -> RUNNING, by whoever dequeued it: one runner.
 //! - `end_run_park`: RUNNING -> IDLE, unless NOTIFIED, which it consumes and
 //!   reports (run again instead of sleeping).
@@ -80,13 +80,20 @@ impl_word!(std::sync::atomic::AtomicU32);
 impl_word!(loom::sync::atomic::AtomicU32);
 
 /// A wake: true if the task went IDLE -> SCHEDULED and must be queued.
+///
+/// A wake that finds NOTIFIED already set still writes the word (the same
+/// value): the pending wake may be a stale one the task is consuming right
+/// now, and the task re-checks its condition after consuming. Only a write
+/// the task's consuming RMW reads from makes the waker's earlier stores
+/// (the condition) visible to that re-check; a bare load publishes nothing,
+/// and the wake would be lost (found by the channel torture test).
 #[inline]
 pub(crate) fn notify(s: &impl Word) -> bool {
     let mut cur = s.load(Ordering::Acquire);
     loop {
         let next = match cur & LIFECYCLE {
             IDLE => (cur & !LIFECYCLE) | SCHEDULED,
-            RUNNING | SCHEDULED if cur & NOTIFIED == 0 => cur | NOTIFIED,
+            RUNNING | SCHEDULED => cur | NOTIFIED,
             _ => return false,
         };
         match s.cas_weak(cur, next, Ordering::AcqRel, Ordering::Acquire) {
@@ -222,6 +229,45 @@ mod loom_tests {
             // Either the wake was seen by the park, or it came after the
             // park and queued the task itself: never neither.
             assert!(parked_for_good == queued, "wake lost or doubled");
+        });
+    }
+
+    #[test]
+    fn loom_a_wake_that_finds_one_pending_still_publishes_its_condition() {
+        // A stale wake is pending (a timer of an earlier park fired while
+        // the task ran). The waker makes the waiter's condition true, then
+        // wakes; the waiter consumes the stale wake, re-checks, and parks
+        // for real if the condition still looks false. A waker that only
+        // looked at the word ("already notified, nothing to do") would
+        // publish nothing: the waiter could consume the stale wake, miss
+        // the condition and sleep with nobody left to wake it.
+        loom::model(|| {
+            let state = Arc::new(AtomicU32::new(RUNNING | NOTIFIED));
+            let ready = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+            let (s, r) = (state.clone(), ready.clone());
+            let waker = loom::thread::spawn(move || {
+                r.store(true, Ordering::Release);
+                notify(&*s)
+            });
+            let mut seen = false;
+            let mut parked_for_good = false;
+            while !seen {
+                if take_notified(&*state) {
+                    seen = ready.load(Ordering::Acquire);
+                    continue;
+                }
+                if end_run_park(&*state) {
+                    parked_for_good = true;
+                    break;
+                }
+                seen = ready.load(Ordering::Acquire);
+                assert!(
+                    seen,
+                    "woken by nobody but the waker, yet its write is invisible"
+                );
+            }
+            let queued = waker.join().unwrap();
+            assert!(seen || (parked_for_good && queued), "the wake was lost");
         });
     }
 
