@@ -1,109 +1,13 @@
-//! The registry of live coroutines, and the views built on it: `stats()`,
-//! `coroutines()`, `dump()`.
-//!
-//! Every live task is in the registry from spawn until it completes: a
-//! sharded slab, each shard behind its own lock, the shard chosen by the
-//! spawning thread so spawners on different threads do not contend. The
-//! registry's reference also keeps a coroutine that parks forever alive and
-//! visible, as Go keeps a leaked goroutine.
+//! The views built on the registry of live coroutines (`registry.rs`):
+//! `stats()`, `coroutines()`, `dump()`.
 
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 use crate::park::WaitReason;
 use crate::sched::Shared;
-use crate::task::{self, Header, TaskRef};
-
-const SHARDS: usize = 32;
-
-pub(crate) struct Registry {
-    shards: Box<[Mutex<Slab>]>,
-}
-
-#[derive(Default)]
-struct Slab {
-    slots: Vec<Option<TaskRef>>,
-    free: Vec<u32>,
-    live: usize,
-}
-
-fn lock(m: &Mutex<Slab>) -> MutexGuard<'_, Slab> {
-    // Slab updates are single pushes and takes; poisoning cannot break them.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-impl Registry {
-    pub(crate) fn new() -> Registry {
-        Registry {
-            shards: (0..SHARDS).map(|_| Mutex::new(Slab::default())).collect(),
-        }
-    }
-
-    pub(crate) fn insert(&self, task: &TaskRef) {
-        let shard = shard_hint();
-        let mut slab = lock(&self.shards[shard]);
-        let idx = match slab.free.pop() {
-            Some(i) => {
-                slab.slots[i as usize] = Some(task.clone());
-                i
-            }
-            None => {
-                slab.slots.push(Some(task.clone()));
-                (slab.slots.len() - 1) as u32
-            }
-        };
-        slab.live += 1;
-        task.header()
-            .registry_slot
-            .store((shard as u64) << 32 | idx as u64, Ordering::Relaxed);
-    }
-
-    pub(crate) fn remove(&self, header: &Header) {
-        let slot = header.registry_slot.swap(u64::MAX, Ordering::Relaxed);
-        if slot == u64::MAX {
-            return;
-        }
-        let (shard, idx) = ((slot >> 32) as usize, slot as u32);
-        let taken = {
-            let mut slab = lock(&self.shards[shard]);
-            let taken = slab.slots[idx as usize].take();
-            slab.free.push(idx);
-            slab.live -= 1;
-            taken
-        };
-        // Dropped outside the lock: it may be the last reference.
-        drop(taken);
-    }
-
-    pub(crate) fn snapshot(&self) -> Vec<TaskRef> {
-        let mut out = Vec::new();
-        for shard in self.shards.iter() {
-            out.extend(lock(shard).slots.iter().flatten().cloned());
-        }
-        out
-    }
-
-    /// Runtime shutdown: completes every unfinished task with an error,
-    /// without running the rest of its code (as a Go program's goroutines
-    /// simply stop at exit), so joiners return.
-    pub(crate) fn abandon_all(&self) {
-        for task in self.snapshot() {
-            task.header().abandon();
-            self.remove(task.header());
-        }
-    }
-}
-
-fn shard_hint() -> usize {
-    use std::sync::atomic::AtomicUsize;
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % SHARDS;
-    }
-    SHARD.with(|s| *s)
-}
+use crate::task::{self, TaskRef};
 
 /// A coroutine's scheduling state.
 ///

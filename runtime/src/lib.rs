@@ -34,6 +34,7 @@ mod local;
 mod metrics;
 mod park;
 mod pinned;
+mod registry;
 mod runtime;
 mod sched;
 mod sysmon;
@@ -229,18 +230,19 @@ impl Builder {
         };
         let (task, handle) = TaskRef::new(init, f);
         trace::event(trace::Kind::Spawn, task.header().id, 0);
-        shared.registry.insert(&task);
         if task.header().pinned {
+            shared.registry.insert(&task, None);
             let header_ptr = task.as_ptr();
             if let Err(e) = pinned::start(shared, task) {
                 // SAFETY: the handle keeps the task alive.
-                shared.registry.remove(unsafe { &*header_ptr });
+                shared.registry.remove(unsafe { &*header_ptr }, None);
                 return Err(io::Error::new(
                     e.kind(),
                     format!("corun: could not start a pinned coroutine's thread: {e}"),
                 ));
             }
         } else {
+            // Registers it too, with the spawning P's free slots.
             sched::enqueue_new(shared, task);
             // A spawn loop is a loop like any other: give way when its slice
             // is over.

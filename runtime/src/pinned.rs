@@ -98,7 +98,7 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
         // SAFETY: we hold the task RUNNING.
         let Some(fiber) = (unsafe { header.fiber() }) else {
             header.complete();
-            shared.registry.remove(header);
+            shared.registry.remove(header, None);
             return true;
         };
         tls::set_task(header, true);
@@ -109,7 +109,7 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
                 // SAFETY: RUNNING and finished.
                 unsafe { header.release_fiber() };
                 header.complete();
-                shared.registry.remove(header);
+                shared.registry.remove(header, None);
                 return true;
             }
             Resumed::Suspended(SUSPEND_PARK) => {

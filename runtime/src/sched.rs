@@ -70,8 +70,8 @@ use corun_stacks::fiber::Resumed;
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
 
 use crate::driver::{self, Driver, Sleeper};
-use crate::introspect::Registry;
 use crate::park::Unparker;
+use crate::registry::{Registry, SlotCache};
 use crate::task::{Header, TaskRef};
 use crate::timer::{Due, Timers};
 use crate::tls::{self, NO_P};
@@ -118,6 +118,8 @@ pub(crate) struct P {
     /// Single-owner end of the run queue; see the module docs.
     local: UnsafeCell<Worker<TaskRef>>,
     stealer: Stealer<TaskRef>,
+    /// Free registry slots, for spawns and completions on this P.
+    registry_slots: UnsafeCell<SlotCache>,
     pub(crate) timers: Timers,
     /// Bumped for each G run with a fresh time slice; sysmon watches it.
     pub(crate) schedtick: AtomicU32,
@@ -129,10 +131,10 @@ pub(crate) struct P {
     pub(crate) spawned: AtomicU64,
 }
 
-// SAFETY: every field is atomic or `Sync` except `local`, which only the M
-// holding the P (state SCHED, its own epoch) touches, as the module docs
-// argue; `Worker` itself is `Send`, so handing it from M to M with the P is
-// fine.
+// SAFETY: every field is atomic or `Sync` except `local` and
+// `registry_slots`, which only the M holding the P (state SCHED, its own
+// epoch) touches, as the module docs argue; both are `Send`, so handing
+// them from M to M with the P is fine.
 unsafe impl Sync for P {}
 
 impl P {
@@ -145,6 +147,7 @@ impl P {
             runnext: AtomicPtr::new(std::ptr::null_mut()),
             local: UnsafeCell::new(local),
             stealer,
+            registry_slots: UnsafeCell::new(SlotCache::default()),
             timers: Timers::new(),
             schedtick: AtomicU32::new(0),
             syscall_since: AtomicU64::new(0),
@@ -160,6 +163,15 @@ impl P {
     unsafe fn local(&self) -> &Worker<TaskRef> {
         // SAFETY: as documented.
         unsafe { &*self.local.get() }
+    }
+
+    /// # Safety
+    /// As for `local`; the borrow must end before the P is released.
+    #[allow(clippy::mut_from_ref)]
+    unsafe fn registry_slots(&self) -> &mut SlotCache {
+        // SAFETY: as documented: only the holding M gets here, one borrow
+        // at a time.
+        unsafe { &mut *self.registry_slots.get() }
     }
 
     /// Starts a fresh time slice: sysmon measures a slice from the last
@@ -799,13 +811,20 @@ pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef) {
     let mut task = Some(task);
     let queued = with_own_p(shared, |p| {
         bump(&p.spawned);
+        let task = task.take().expect("once");
+        // SAFETY: `with_own_p` runs us with the P held in SCHED state.
+        shared
+            .registry
+            .insert(&task, Some(unsafe { p.registry_slots() }));
         // SAFETY: as in `enqueue_woken`.
-        unsafe { p.push_next(task.take().expect("once")) };
+        unsafe { p.push_next(task) };
         shared.wakep();
     });
     if queued.is_none() {
+        let task = task.take().expect("not queued");
+        shared.registry.insert(&task, None);
         shared.spawned_off_p.fetch_add(1, Ordering::Relaxed);
-        shared.inject(task.take().expect("not queued"));
+        shared.inject(task);
     }
 }
 
@@ -1262,7 +1281,10 @@ impl M {
             // SAFETY: we hold the task RUNNING.
             let Some(fiber) = (unsafe { header.fiber() }) else {
                 header.complete();
-                shared.registry.remove(header);
+                // SAFETY: scheduler code holding `pp`.
+                shared
+                    .registry
+                    .remove(header, Some(unsafe { pp.registry_slots() }));
                 return;
             };
             tls::set_task(header, true);
@@ -1286,7 +1308,9 @@ impl M {
                         self.forget_p();
                     }
                     header.complete();
-                    shared.registry.remove(header);
+                    // SAFETY: scheduler code, holding `pp` if `kept`.
+                    let slots = kept.then(|| unsafe { pp.registry_slots() });
+                    shared.registry.remove(header, slots);
                     return;
                 }
                 Resumed::Suspended(SUSPEND_PARK) => {

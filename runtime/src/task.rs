@@ -35,7 +35,7 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
 use corun_stacks::Stack;
 use corun_stacks::fiber::Fiber;
@@ -77,8 +77,8 @@ pub(crate) struct Header {
     /// Coarse time (runtime nanoseconds) of the last state change seen by
     /// introspection: set at spawn, park and run.
     pub(crate) since: AtomicU64,
-    /// Where the registry keeps this task: shard and slot.
-    pub(crate) registry_slot: AtomicU64,
+    /// The registry slot holding this task, null once removed.
+    pub(crate) registry_slot: AtomicPtr<AtomicPtr<Header>>,
     /// An address in the frame that last parked, or 0: where its stack
     /// resumes, for the waker to prefetch (`park::prefetch_stack`).
     pub(crate) parked_sp: AtomicUsize,
@@ -162,7 +162,7 @@ impl TaskRef {
                     spawn_site: init.spawn_site,
                     stack_size: init.stack_size,
                     since: AtomicU64::new(init.shared.coarse_now()),
-                    registry_slot: AtomicU64::new(u64::MAX),
+                    registry_slot: AtomicPtr::new(std::ptr::null_mut()),
                     parked_sp: AtomicUsize::new(0),
                     fiber: UnsafeCell::new(None),
                     joiner: UnsafeCell::new(None),
@@ -199,6 +199,17 @@ impl TaskRef {
     pub(crate) unsafe fn from_raw(ptr: *mut Header) -> TaskRef {
         // SAFETY: `into_raw` never yields null.
         TaskRef(unsafe { NonNull::new_unchecked(ptr) })
+    }
+
+    /// A new reference to the task at `ptr`.
+    ///
+    /// # Safety
+    /// Some reference to that task is held elsewhere for the duration of
+    /// the call (so the count cannot reach zero under us).
+    pub(crate) unsafe fn clone_raw(ptr: *mut Header) -> TaskRef {
+        // SAFETY: as documented, the task is alive; `ptr` is not null.
+        let task = ManuallyDrop::new(unsafe { TaskRef::from_raw(ptr) });
+        TaskRef::clone(&task)
     }
 
     pub(crate) fn as_ptr(&self) -> *const Header {

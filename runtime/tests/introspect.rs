@@ -190,6 +190,80 @@ fn listings_race_with_coroutines_finishing() {
     assert_eq!(rt.stats().coroutines, 0, "{:?}", rt.stats());
 }
 
+/// Detached coroutines: when one finishes, the registry holds the last
+/// reference and frees the task, while other threads list the registry.
+/// A lister must never take a reference to a task already freed (its
+/// memory is reused by the next spawn at once: a stale read pairs one
+/// coroutine's name with another's stack size, or finds no name at all).
+#[test]
+fn listings_race_with_detached_coroutines_freed_by_the_registry() {
+    const RACER_STACK: usize = 96 * 1024;
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let watchers: Vec<_> = (0..2)
+        .map(|_| {
+            let done = done.clone();
+            let b = Builder::new().pinned(true);
+            rt.block_on(move || {
+                b.spawn(move || {
+                    let mut seen = 0u64;
+                    while !done.load(Ordering::Relaxed) {
+                        for c in corun_runtime::coroutines() {
+                            assert_eq!(
+                                c.name.as_deref() == Some("racer"),
+                                c.stack_size == RACER_STACK,
+                                "{c:?}"
+                            );
+                            seen += 1;
+                        }
+                    }
+                    seen
+                })
+                .unwrap()
+            })
+        })
+        .collect();
+    let finished = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    const N: u64 = 40_000;
+    let f = finished.clone();
+    rt.block_on(move || {
+        for i in 0..N {
+            let f = f.clone();
+            let b = if i % 2 == 0 {
+                Builder::new().name("racer").stack_size(RACER_STACK)
+            } else {
+                Builder::new()
+            };
+            // The handle is dropped at once: the task is detached.
+            drop(
+                b.spawn(move || {
+                    if i % 3 == 0 {
+                        corun_runtime::yield_now();
+                    }
+                    f.fetch_add(1, Ordering::Relaxed);
+                })
+                .unwrap(),
+            );
+        }
+        while f.load(Ordering::Relaxed) < N {
+            corun_runtime::sleep(Duration::from_millis(1));
+        }
+    });
+    done.store(true, Ordering::Relaxed);
+    for w in watchers {
+        assert!(w.join().unwrap() > 0);
+    }
+    assert_eq!(finished.load(Ordering::Relaxed), N);
+    // Detached tasks leave once their last step (after the counter) is done.
+    for _ in 0..30_000 {
+        if rt.stats().coroutines == 0 {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    panic!("detached coroutines left behind: {:?}", rt.stats());
+}
+
 /// A finished coroutine's handle still answers for its id, name and
 /// result after its stack was reused by later coroutines.
 #[test]
