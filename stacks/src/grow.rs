@@ -83,7 +83,7 @@ fn on_segment<R, F: FnOnce() -> R>(segment_size: usize, f: F) -> R {
     };
     let (id, name) = owner.as_ref().map_or((0, ""), |l| (l.id, l.name()));
     // SAFETY: we own `segment`.
-    unsafe { Label::new(id, name, true).write(segment.top()) };
+    unsafe { Label::write(segment.top(), id, name, true) };
 
     // Restore the outer bounds on whichever thread `f` finishes (a coroutine
     // may migrate while running on the segment), even when it panics.

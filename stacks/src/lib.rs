@@ -189,7 +189,7 @@ impl Stack {
     /// ```
     pub fn set_label(&mut self, id: u64, name: &str) {
         // SAFETY: we own the slot while this `Stack` exists.
-        unsafe { label::Label::new(id, name, false).write(self.top) };
+        unsafe { label::Label::write(self.top, id, name, false) };
     }
 }
 
