@@ -116,18 +116,17 @@ fn finished_coroutines_leave_the_registry() {
     assert!(s.spawned >= 1001, "{s:?}");
 }
 
-/// Coroutines finish and leave the registry while other threads list
-/// them: every entry must be consistent (a lister reading a task whose
-/// memory was reused would pair one coroutine's name with another's stack
-/// size) and the counts must add up.
-#[test]
-fn listings_race_with_coroutines_finishing() {
-    const RACER_STACK: usize = 96 * 1024;
-    let rt = Runtime::builder().workers(2).build().unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    // Pinned coroutines of this runtime: each has a thread of its own, so
-    // the listings run in parallel with the workers.
-    let watchers: Vec<_> = (0..2)
+/// Stack size of the named coroutines the listing races spawn, so that a
+/// listing can check a name against a stack size.
+const RACER_STACK: usize = 96 * 1024;
+
+/// Starts two pinned coroutines of `rt` (each on a thread of its own, so
+/// listings run in parallel with the workers) that list its coroutines
+/// until `done`, checking every entry for consistency: a task read after
+/// its memory was freed or reused would pair one coroutine's name with
+/// another's stack size. Each returns how many listings it made.
+fn spawn_listers(rt: &Runtime, done: &Arc<AtomicBool>) -> Vec<corun_runtime::JoinHandle<u64>> {
+    (0..2)
         .map(|_| {
             let done = done.clone();
             let b = Builder::new().pinned(true);
@@ -138,8 +137,6 @@ fn listings_race_with_coroutines_finishing() {
                         for c in corun_runtime::coroutines() {
                             assert!(c.spawn_site.file().ends_with(".rs"), "{c:?}");
                             assert!(c.stack_size > 0, "{c:?}");
-                            // A run state read after it was recycled would
-                            // pair one coroutine's name with another's stack.
                             assert_eq!(
                                 c.name.as_deref() == Some("racer"),
                                 c.stack_size == RACER_STACK,
@@ -159,7 +156,18 @@ fn listings_race_with_coroutines_finishing() {
                 .unwrap()
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Coroutines finish and leave the registry while other threads list
+/// them: every entry must be consistent (a lister reading a task whose
+/// memory was reused would pair one coroutine's name with another's stack
+/// size) and the counts must add up.
+#[test]
+fn listings_race_with_coroutines_finishing() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let listers = spawn_listers(&rt, &done);
     rt.block_on(|| {
         for round in 0..20u64 {
             let hs: Vec<_> = (0..2_000u64)
@@ -184,8 +192,8 @@ fn listings_race_with_coroutines_finishing() {
         }
     });
     done.store(true, Ordering::Relaxed);
-    for w in watchers {
-        assert!(w.join().unwrap() > 0);
+    for l in listers {
+        assert!(l.join().unwrap() > 0);
     }
     assert_eq!(rt.stats().coroutines, 0, "{:?}", rt.stats());
 }
@@ -197,32 +205,9 @@ fn listings_race_with_coroutines_finishing() {
 /// coroutine's name with another's stack size, or finds no name at all).
 #[test]
 fn listings_race_with_detached_coroutines_freed_by_the_registry() {
-    const RACER_STACK: usize = 96 * 1024;
     let rt = Runtime::builder().workers(2).build().unwrap();
     let done = Arc::new(AtomicBool::new(false));
-    let watchers: Vec<_> = (0..2)
-        .map(|_| {
-            let done = done.clone();
-            let b = Builder::new().pinned(true);
-            rt.block_on(move || {
-                b.spawn(move || {
-                    let mut seen = 0u64;
-                    while !done.load(Ordering::Relaxed) {
-                        for c in corun_runtime::coroutines() {
-                            assert_eq!(
-                                c.name.as_deref() == Some("racer"),
-                                c.stack_size == RACER_STACK,
-                                "{c:?}"
-                            );
-                            seen += 1;
-                        }
-                    }
-                    seen
-                })
-                .unwrap()
-            })
-        })
-        .collect();
+    let listers = spawn_listers(&rt, &done);
     let finished = Arc::new(std::sync::atomic::AtomicU64::new(0));
     const N: u64 = 40_000;
     let f = finished.clone();
@@ -250,8 +235,8 @@ fn listings_race_with_detached_coroutines_freed_by_the_registry() {
         }
     });
     done.store(true, Ordering::Relaxed);
-    for w in watchers {
-        assert!(w.join().unwrap() > 0);
+    for l in listers {
+        assert!(l.join().unwrap() > 0);
     }
     assert_eq!(finished.load(Ordering::Relaxed), N);
     // Detached tasks leave once their last step (after the counter) is done.
