@@ -3,8 +3,9 @@
 //! early or after cancellation, leaked descriptors and memory that does not
 //! come back.
 //!
-//! Each suite runs for `CORUN_TORTURE_SECS` seconds (default 1.5, for CI);
-//! the long run is
+//! Each suite runs for `CORUN_TORTURE_SECS` seconds (default 5, for CI:
+//! races that need seconds to show, like the stale-wake one in
+//! `docs/reliability.md`, get a real chance on every run); the long run is
 //! `CORUN_TORTURE_SECS=600 cargo test --release --test torture -- --nocapture --test-threads=1`.
 //! Suites take a process-wide lock: descriptor and memory baselines need
 //! the process to themselves.
@@ -24,7 +25,7 @@ fn secs() -> Duration {
     let s: f64 = std::env::var("CORUN_TORTURE_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1.5);
+        .unwrap_or(5.0);
     Duration::from_secs_f64(s)
 }
 
