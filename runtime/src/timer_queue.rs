@@ -76,36 +76,33 @@ impl<T> TimerQueue<T> {
         }
     }
 
+    /// The earliest entry, and whether it is at the front of `run` (else
+    /// at the top of `heap`).
+    fn earliest(&self) -> Option<(&Slot<T>, bool)> {
+        match (self.run.front(), self.heap.peek()) {
+            (Some(r), Some(h)) if h.key() < r.key() => Some((h, false)),
+            (Some(r), _) => Some((r, true)),
+            (None, h) => h.map(|h| (h, false)),
+        }
+    }
+
     /// The earliest deadline, if any.
     pub(crate) fn next_when(&self) -> Option<u64> {
-        match (self.run.front(), self.heap.peek()) {
-            (Some(r), Some(h)) => Some(r.when.min(h.when)),
-            (Some(r), None) => Some(r.when),
-            (None, Some(h)) => Some(h.when),
-            (None, None) => None,
-        }
+        self.earliest().map(|(slot, _)| slot.when)
     }
 
     /// Removes and returns the earliest entry if its deadline is `<= now`.
     pub(crate) fn pop_due(&mut self, now: u64) -> Option<T> {
-        let from_run = match (self.run.front(), self.heap.peek()) {
-            (Some(r), Some(h)) => r.key() < h.key(),
-            (Some(_), None) => true,
-            (None, Some(_)) => false,
-            (None, None) => return None,
-        };
-        let slot = if from_run {
-            if self.run.front()?.when > now {
-                return None;
-            }
-            self.run.pop_front()?
+        let (slot, in_run) = self.earliest()?;
+        if slot.when > now {
+            return None;
+        }
+        let slot = if in_run {
+            self.run.pop_front()
         } else {
-            if self.heap.peek()?.when > now {
-                return None;
-            }
-            self.heap.pop()?
+            self.heap.pop()
         };
-        Some(slot.item)
+        slot.map(|s| s.item)
     }
 
     pub(crate) fn len(&self) -> usize {
