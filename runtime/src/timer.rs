@@ -2,11 +2,12 @@
 //!
 //! Each P owns a queue ordered by deadline (runtime nanoseconds; a FIFO for
 //! timers that arrive in deadline order plus a binary heap for the rest,
-//! see `timer_queue.rs`) and publishes its earliest deadline in `next_when`, so the common check
-//! "anything due?" is one atomic load. Entries are added to the heap of the
-//! P the caller runs on, fired by that P's worker in its scheduling loop, by
-//! the thread blocked in the poller (whose timeout is the earliest deadline
-//! of all Ps), or, as a backstop when every worker is busy, by sysmon.
+//! see `timer_queue.rs`) and publishes its earliest deadline in
+//! `next_when`, so the common check "anything due?" is one atomic load.
+//! Entries are added to the queue of the P the caller runs on, and fired
+//! by that P's worker in its scheduling loop, by the thread blocked in the
+//! poller (whose timeout is the earliest deadline of all Ps), or, as a
+//! backstop when every worker is busy, by sysmon.
 //!
 //! Two kinds of entry exist. A wake entry unparks a coroutine parked with a
 //! deadline, but only if that park is still the one it was set for (the
@@ -14,9 +15,9 @@
 //! entry runs a short closure (contexts use it to cancel themselves) unless
 //! it was cancelled. Stale and cancelled entries are counted and the queue is
 //! rebuilt without them once they are the majority: a server that arms and
-//! cancels a timeout per request does not grow its heaps.
+//! cancels a timeout per request does not grow its queues.
 //!
-//! Firing happens outside the heap lock: due entries are popped under the
+//! Firing happens outside the queue's lock: due entries are popped under the
 //! lock, then woken or run after it is released.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -47,7 +48,7 @@ enum Kind {
     Callback(Arc<Callback>),
 }
 
-/// Something popped from a heap, to be fired outside its lock.
+/// Something popped from a queue, to be fired outside its lock.
 pub(crate) enum Due {
     Wake(TaskRef, u32),
     Callback(Arc<Callback>),
@@ -168,7 +169,7 @@ impl Timers {
         n
     }
 
-    /// Entries in the heap, including stale ones not yet swept (they are
+    /// Entries in the queue, including stale ones not yet swept (they are
     /// at most about half once there are more than a few dozen).
     pub(crate) fn len(&self) -> usize {
         self.lock().entries.len()
