@@ -10,8 +10,9 @@
 //! A task occupies one *slot*, an `AtomicPtr` in a segment of
 //! `SEGMENT_SLOTS`; segments are allocated as the number of live tasks grows
 //! and kept for the runtime's life (like Go's `allgs`, the registry does not
-//! shrink). The task records its slot's address, so removal is one swap on
-//! the slot: no lock, no search.
+//! shrink). The task records its slot's address, so removal is a swap on
+//! that record (a second removal finds it null) and one on the slot: no
+//! lock, no search.
 //!
 //! Free slots are recycled through a small cache per P, filled from and
 //! spilled to a global pool in batches (the pool takes a lock once per
