@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::park::WaitReason;
 use crate::sched::Shared;
-use crate::task::{self, TaskRef};
+use crate::task::{self, Header, TaskRef};
 
 /// A coroutine's scheduling state.
 ///
@@ -89,16 +89,22 @@ pub struct CoroutineInfo {
     pub stack_size: usize,
 }
 
+/// What introspection shows for a task; `None` once it has completed.
+fn state_of(h: &Header, reason: WaitReason) -> Option<State> {
+    Some(match h.lifecycle() {
+        task::IDLE => State::Waiting,
+        // Workers leave a running task SCHEDULED (see `lifecycle.rs`).
+        task::SCHEDULED if !h.on_cpu() => State::Runnable,
+        task::SCHEDULED | task::RUNNING if reason == WaitReason::Blocking => State::Syscall,
+        task::SCHEDULED | task::RUNNING => State::Running,
+        _ => return None,
+    })
+}
+
 fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
     let h = t.header();
     let reason = h.wait_reason();
-    let state = match h.lifecycle() {
-        task::IDLE => State::Waiting,
-        task::SCHEDULED => State::Runnable,
-        task::RUNNING if reason == WaitReason::Blocking => State::Syscall,
-        task::RUNNING => State::Running,
-        _ => return None,
-    };
+    let state = state_of(h, reason)?;
     let since = h.since.load(Ordering::Relaxed);
     Some(CoroutineInfo {
         id: h.id,
@@ -263,13 +269,16 @@ pub(crate) fn stats_of(shared: &Shared) -> Stats {
         ..Stats::default()
     };
     for t in shared.registry.snapshot() {
+        let h = t.header();
+        let Some(state) = state_of(h, h.wait_reason()) else {
+            continue;
+        };
         s.coroutines += 1;
-        match t.header().lifecycle() {
-            task::IDLE => s.waiting += 1,
-            task::SCHEDULED => s.runnable += 1,
-            task::RUNNING if t.header().wait_reason() == WaitReason::Blocking => s.syscall += 1,
-            task::RUNNING => s.running += 1,
-            _ => s.coroutines -= 1,
+        match state {
+            State::Waiting => s.waiting += 1,
+            State::Runnable => s.runnable += 1,
+            State::Syscall => s.syscall += 1,
+            State::Running => s.running += 1,
         }
     }
     s.idle_ps = shared.npidle();

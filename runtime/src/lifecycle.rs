@@ -3,20 +3,27 @@
 //! The low two bits are the lifecycle (IDLE, SCHEDULED, RUNNING, COMPLETE);
 //! NOTIFIED records a wake that arrived while the task was not parked
 //! (running, or queued after a yield), kept for its next park as
-//! `thread::park` keeps its token; JOIN_WAITER says a joiner waits. The
-//! rules:
+//! `thread::park` keeps its token; JOIN_WAITER says a joiner waits.
+//!
+//! SCHEDULED means "not parked": queued, or running on a worker M. A worker
+//! does not mark the tasks it runs, because any RMW on the word costs a
+//! locked instruction per run and nothing needs it: one runner is already
+//! guaranteed by one enqueue per wake (below), and shutdown abandons tasks
+//! only after every worker has exited. RUNNING is kept for the one runner
+//! that is not joined at shutdown, a pinned task's own thread, and for
+//! shutdown's claim. The rules:
 //!
 //! - `notify`: IDLE -> SCHEDULED (the caller must queue the task: it is the
 //!   only one told to), RUNNING or SCHEDULED -> the same plus NOTIFIED
 //!   (written even if already set, see `notify`), anything else: no-op.
 //!   So a wake is queued at most once per park and never lost, even when a
 //!   yield comes between checking a condition and parking.
-//! - `begin_run`: SCHEDULED -> RUNNING, by whoever dequeued it: one runner.
-//! - `end_run_park`: RUNNING -> IDLE, unless NOTIFIED, which it consumes and
-//!   reports (run again instead of sleeping).
+//! - `begin_run`: SCHEDULED -> RUNNING, by a pinned task's thread.
+//! - `end_run_park`: RUNNING or SCHEDULED -> IDLE, unless NOTIFIED, which it
+//!   consumes and reports (run again instead of sleeping).
 //! - `take_notified`: consumes NOTIFIED without switching (park fast path).
-//! - `end_run_yield`: RUNNING -> SCHEDULED, keeping NOTIFIED for the next
-//!   park.
+//! - A yield changes nothing: the task stays SCHEDULED, a pending wake stays
+//!   pending for the next park.
 //!
 //! The functions are generic over the atomic so that loom can check them
 //! (`RUSTFLAGS="--cfg loom" cargo test -p corun-runtime --release --lib
@@ -38,7 +45,6 @@ pub(crate) trait Word {
     fn load(&self, order: Ordering) -> u32;
     fn cas_weak(&self, cur: u32, new: u32, ok: Ordering, err: Ordering) -> Result<u32, u32>;
     fn fetch_add(&self, v: u32, order: Ordering) -> u32;
-    fn fetch_sub(&self, v: u32, order: Ordering) -> u32;
     fn fetch_and(&self, v: u32, order: Ordering) -> u32;
 }
 
@@ -62,10 +68,6 @@ macro_rules! impl_word {
             #[inline]
             fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
                 <$t>::fetch_add(self, v, order)
-            }
-            #[inline]
-            fn fetch_sub(&self, v: u32, order: Ordering) -> u32 {
-                <$t>::fetch_sub(self, v, order)
             }
             #[inline]
             fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
@@ -103,26 +105,19 @@ pub(crate) fn notify(s: &impl Word) -> bool {
     }
 }
 
-/// SCHEDULED -> RUNNING; returns the previous word.
+/// SCHEDULED -> RUNNING (pinned runners); returns the previous word.
 #[inline]
 pub(crate) fn begin_run(s: &impl Word) -> u32 {
     s.fetch_add(RUNNING - SCHEDULED, Ordering::Acquire)
 }
 
-/// RUNNING -> SCHEDULED after a yield; a pending wake stays pending.
-/// Returns the previous word.
-#[inline]
-pub(crate) fn end_run_yield(s: &impl Word) -> u32 {
-    s.fetch_sub(RUNNING - SCHEDULED, Ordering::Release)
-}
-
-/// RUNNING -> IDLE after a park, unless a wake arrived: then it is consumed
-/// and `false` says "run it again".
+/// RUNNING or SCHEDULED -> IDLE after a park, unless a wake arrived: then
+/// it is consumed and `false` says "run it again".
 #[inline]
 pub(crate) fn end_run_park(s: &impl Word) -> bool {
     let mut cur = s.load(Ordering::Acquire);
     loop {
-        debug_assert_eq!(cur & LIFECYCLE, RUNNING);
+        debug_assert!(matches!(cur & LIFECYCLE, RUNNING | SCHEDULED));
         if cur & NOTIFIED != 0 {
             s.fetch_and(!NOTIFIED, Ordering::Acquire);
             return false;
@@ -156,11 +151,12 @@ mod loom_tests {
 
     use super::*;
 
-    /// A coroutine parks (fast path, then the M's `end_run_park`) while
-    /// `wakers` threads wake it. Returns (times queued, times the park
-    /// consumed a wake itself, final lifecycle).
-    fn park_against(wakers: usize) -> (usize, usize, u32) {
-        let state = Arc::new(AtomicU32::new(RUNNING));
+    /// A coroutine running as `running` (SCHEDULED on a worker, RUNNING on
+    /// its pinned thread) parks (fast path, then the runner's
+    /// `end_run_park`) while `wakers` threads wake it. Returns (times
+    /// queued, times the park consumed a wake itself, final lifecycle).
+    fn park_against(running: u32, wakers: usize) -> (usize, usize, u32) {
+        let state = Arc::new(AtomicU32::new(running));
         let queued = Arc::new(AtomicUsize::new(0));
         let handles: Vec<_> = (0..wakers)
             .map(|_| {
@@ -191,39 +187,41 @@ mod loom_tests {
 
     #[test]
     fn loom_one_wake_is_never_lost_nor_doubled() {
-        loom::model(|| {
-            let (queued, consumed, life) = park_against(1);
-            assert_eq!(queued + consumed, 1, "the wake is honoured exactly once");
-            match (queued, consumed) {
-                (1, 0) => assert_eq!(life, SCHEDULED),
-                (0, 1) => assert_eq!(life, RUNNING),
-                other => panic!("impossible outcome {other:?}"),
-            }
-        });
+        for running in [SCHEDULED, RUNNING] {
+            loom::model(move || {
+                let (queued, consumed, life) = park_against(running, 1);
+                assert_eq!(queued + consumed, 1, "the wake is honoured exactly once");
+                match (queued, consumed) {
+                    (1, 0) => assert_eq!(life, SCHEDULED),
+                    (0, 1) => assert_eq!(life, running),
+                    other => panic!("impossible outcome {other:?}"),
+                }
+            });
+        }
     }
 
     #[test]
     fn loom_two_wakes_queue_at_most_once() {
-        loom::model(|| {
-            let (queued, consumed, _) = park_against(2);
-            assert!(queued <= 1, "queued twice");
-            assert_eq!(queued + consumed, 1, "one park is satisfied once");
-        });
+        for running in [SCHEDULED, RUNNING] {
+            loom::model(move || {
+                let (queued, consumed, _) = park_against(running, 2);
+                assert!(queued <= 1, "queued twice");
+                assert_eq!(queued + consumed, 1, "one park is satisfied once");
+            });
+        }
     }
 
     #[test]
     fn loom_a_wake_while_queued_after_a_yield_is_kept() {
-        // The task yields (RUNNING -> SCHEDULED, queued), is run again and
-        // parks, while a waker races from another thread: the park returns
-        // at once whenever the wake landed, and the task is never queued
-        // by the waker (it was never IDLE before its park).
+        // A worker's task yields (no transition: it stays SCHEDULED and is
+        // queued), is run again and parks, while a waker races from
+        // another thread: the park returns at once whenever the wake
+        // landed, and the waker never queues the task (it was never IDLE
+        // before its park).
         loom::model(|| {
-            let state = Arc::new(AtomicU32::new(RUNNING));
+            let state = Arc::new(AtomicU32::new(SCHEDULED));
             let s = state.clone();
             let waker = loom::thread::spawn(move || notify(&*s));
-            end_run_yield(&*state);
-            let prev = begin_run(&*state);
-            assert_eq!(prev & LIFECYCLE, SCHEDULED);
             let parked_for_good = !take_notified(&*state) && end_run_park(&*state);
             let queued = waker.join().unwrap();
             // Either the wake was seen by the park, or it came after the
@@ -241,62 +239,70 @@ mod loom_tests {
         // looked at the word ("already notified, nothing to do") would
         // publish nothing: the waiter could consume the stale wake, miss
         // the condition and sleep with nobody left to wake it.
-        loom::model(|| {
-            let state = Arc::new(AtomicU32::new(RUNNING | NOTIFIED));
-            let ready = Arc::new(loom::sync::atomic::AtomicBool::new(false));
-            let (s, r) = (state.clone(), ready.clone());
-            let waker = loom::thread::spawn(move || {
-                r.store(true, Ordering::Release);
-                notify(&*s)
-            });
-            let mut seen = false;
-            let mut parked_for_good = false;
-            while !seen {
-                if take_notified(&*state) {
+        for running in [SCHEDULED, RUNNING] {
+            loom::model(move || {
+                let state = Arc::new(AtomicU32::new(running | NOTIFIED));
+                let ready = Arc::new(loom::sync::atomic::AtomicBool::new(false));
+                let (s, r) = (state.clone(), ready.clone());
+                let waker = loom::thread::spawn(move || {
+                    r.store(true, Ordering::Release);
+                    notify(&*s)
+                });
+                let mut seen = false;
+                let mut parked_for_good = false;
+                while !seen {
+                    if take_notified(&*state) {
+                        seen = ready.load(Ordering::Acquire);
+                        continue;
+                    }
+                    if end_run_park(&*state) {
+                        parked_for_good = true;
+                        break;
+                    }
                     seen = ready.load(Ordering::Acquire);
-                    continue;
+                    assert!(
+                        seen,
+                        "woken by nobody but the waker, yet its write is invisible"
+                    );
                 }
-                if end_run_park(&*state) {
-                    parked_for_good = true;
-                    break;
-                }
-                seen = ready.load(Ordering::Acquire);
-                assert!(
-                    seen,
-                    "woken by nobody but the waker, yet its write is invisible"
-                );
-            }
-            let queued = waker.join().unwrap();
-            assert!(seen || (parked_for_good && queued), "the wake was lost");
-        });
+                let queued = waker.join().unwrap();
+                assert!(seen || (parked_for_good && queued), "the wake was lost");
+            });
+        }
     }
 
     #[test]
     fn loom_queued_task_has_one_runner() {
-        // A parked task woken by one thread and run by it (as an M that
-        // dequeued it), while another waker races: it runs exactly once,
-        // and the late wake is kept for its next park.
-        loom::model(|| {
-            let state = Arc::new(AtomicU32::new(IDLE));
-            let runs = Arc::new(AtomicUsize::new(0));
-            let wakers: Vec<_> = (0..2)
-                .map(|_| {
-                    let (s, r) = (state.clone(), runs.clone());
-                    loom::thread::spawn(move || {
-                        if notify(&*s) {
-                            let prev = begin_run(&*s);
-                            assert_eq!(prev & LIFECYCLE, SCHEDULED);
-                            r.fetch_add(1, Ordering::SeqCst);
-                        }
+        // A parked task woken by two racing threads: only one is told to
+        // queue it, so it has one runner (a worker leaves it SCHEDULED, a
+        // pinned thread marks it RUNNING), and the late wake is kept for
+        // its next park.
+        for pinned in [false, true] {
+            loom::model(move || {
+                let state = Arc::new(AtomicU32::new(IDLE));
+                let runs = Arc::new(AtomicUsize::new(0));
+                let wakers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let (s, r) = (state.clone(), runs.clone());
+                        loom::thread::spawn(move || {
+                            if notify(&*s) {
+                                if pinned {
+                                    let prev = begin_run(&*s);
+                                    assert_eq!(prev & LIFECYCLE, SCHEDULED);
+                                }
+                                r.fetch_add(1, Ordering::SeqCst);
+                            }
+                        })
                     })
-                })
-                .collect();
-            for w in wakers {
-                w.join().unwrap();
-            }
-            assert_eq!(runs.load(Ordering::SeqCst), 1);
-            let s = state.load(Ordering::SeqCst);
-            assert_eq!(s & LIFECYCLE, RUNNING);
-        });
+                    .collect();
+                for w in wakers {
+                    w.join().unwrap();
+                }
+                assert_eq!(runs.load(Ordering::SeqCst), 1);
+                let s = state.load(Ordering::SeqCst);
+                let running = if pinned { RUNNING } else { SCHEDULED };
+                assert_eq!(s & LIFECYCLE, running);
+            });
+        }
     }
 }

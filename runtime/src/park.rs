@@ -327,7 +327,8 @@ impl FrameUnparker {
         match &self.0 {
             FrameTarget::Task(header) => {
                 // SAFETY: the caller guarantees the coroutine has not
-                // finished, so the registry still holds a reference to it.
+                // finished, so the task is alive (it holds its run
+                // reference until it completes, and the registry one).
                 let task =
                     std::mem::ManuallyDrop::new(unsafe { TaskRef::from_raw(header.as_ptr()) });
                 if let Some(scheduled) = task.notify() {

@@ -81,7 +81,7 @@ pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<(
             let Some(task) = next.take().or_else(|| home.wait(shared)) else {
                 break;
             };
-            if run(shared, &task) {
+            if run(shared, task) {
                 break;
             }
         }
@@ -91,11 +91,11 @@ pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<(
 }
 
 /// Runs the task until it parks (false) or finishes (true).
-fn run(shared: &Shared, task: &TaskRef) -> bool {
+fn run(shared: &Shared, task: TaskRef) -> bool {
     let header = task.header();
-    header.begin_run();
+    header.begin_pinned_run();
     loop {
-        // SAFETY: we hold the task RUNNING.
+        // SAFETY: we took the task from its home: we are its runner.
         let Some(fiber) = (unsafe { header.fiber() }) else {
             header.complete();
             shared.registry.remove(header, None);
@@ -106,7 +106,7 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
         tls::set_task(std::ptr::null(), false);
         match resumed {
             Resumed::Finished => {
-                // SAFETY: RUNNING and finished.
+                // SAFETY: the runner, and finished.
                 unsafe { header.release_fiber() };
                 header.complete();
                 shared.registry.remove(header, None);
@@ -114,6 +114,8 @@ fn run(shared: &Shared, task: &TaskRef) -> bool {
             }
             Resumed::Suspended(SUSPEND_PARK) => {
                 if header.end_run_park() {
+                    // A waker may hold it already: hands off.
+                    task.keep_while_parked();
                     return false;
                 }
             }

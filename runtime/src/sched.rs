@@ -43,14 +43,17 @@
 //! the status to a new epoch and hands the P to another M. The old M keeps
 //! its coroutine; every P access it makes from coroutine code first CASes
 //! USER -> SCHED under its own epoch, which fails once the P is gone, and
-//! then uses the injector instead. When its coroutine next switches back,
+//! then uses the injector instead. The exception is a wake into an empty
+//! `runnext`, an atomic any thread may swap: the waker swaps first and
+//! checks the status after (sysmon checks for work after its CAS), so a
+//! task landing on a P taken meanwhile is taken back and injected. When its coroutine next switches back,
 //! the M notices the loss, gives the coroutine to an idle P or the injector,
 //! and goes idle. Scheduler code (state SCHED) cannot lose its P, so the
 //! local queue, which is single-owner, is only ever used by the P's owner.
 //!
 //! # Invariants
 //!
-//! - A task is in at most one queue, and is RUNNING on at most one M (see
+//! - A task is in at most one queue, and is run by at most one M (see
 //!   `task.rs`).
 //! - A P is held by at most one M; its local queue is touched only by that
 //!   M, in SCHED state.
@@ -185,7 +188,9 @@ impl P {
     }
 
     fn has_work(&self) -> bool {
-        !self.runnext.load(Ordering::Acquire).is_null() || !self.stealer.is_empty()
+        // SeqCst: pairs with `enqueue_woken`'s swap and status load (after
+        // `retake`'s CAS, this sees a task swapped in by the P's old holder).
+        !self.runnext.load(Ordering::SeqCst).is_null() || !self.stealer.is_empty()
     }
 
     fn has_runnext(&self) -> bool {
@@ -606,7 +611,7 @@ impl Shared {
             .compare_exchange(
                 s,
                 status(epoch + 1, P_IDLE),
-                Ordering::AcqRel,
+                Ordering::SeqCst,
                 Ordering::Acquire,
             )
             .is_err()
@@ -778,7 +783,49 @@ pub(crate) fn enqueue_woken(task: TaskRef) {
         return;
     }
     let shared = header.shared;
+    let ctx = tls::ctx();
     let mut task = Some(task);
+    if ctx.user && ctx.p != NO_P && std::ptr::eq(ctx.shared, shared) {
+        // Coroutine code: sysmon may take our P at any moment, and claiming
+        // it first costs a locked instruction. `runnext` is an atomic any
+        // thread may swap, so the common case (it was empty) needs no claim.
+        let p = &shared.ps[ctx.p];
+        let t = task.take().expect("once");
+        let old = p.runnext.swap(t.into_raw(), Ordering::SeqCst);
+        if p.status.load(Ordering::SeqCst) != status(ctx.epoch, P_USER) {
+            // The P was taken before our swap, so its new holder may have
+            // checked for work already: queue the task globally instead.
+            // (Taken after our status load, the P is handed on with its
+            // runnext seen: `retake` checks for work after its own CAS.)
+            if let Some(t) = p.take_runnext() {
+                shared.inject(t);
+            }
+        } else if old.is_null() {
+            // As `push_next`'s caller below: more work than runnext, and a P
+            // to run it on. (A stealer's emptiness check costs a fence, so
+            // it comes last.)
+            if shared.npidle.load(Ordering::Relaxed) != 0 && !p.stealer.is_empty() {
+                shared.wakep();
+            }
+            return;
+        }
+        if old.is_null() {
+            return;
+        }
+        // SAFETY: runnext's reference, swapped out once, by us.
+        task = Some(unsafe { TaskRef::from_raw(old) });
+        // The one it displaced goes to the local queue, which only the P's
+        // holder may push: claim the P for that, as below.
+        let queued = with_own_p(shared, |p| {
+            // SAFETY: `with_own_p` runs us with the P held in SCHED state.
+            unsafe { p.local() }.push(task.take().expect("once"));
+            shared.wakep();
+        });
+        if queued.is_none() {
+            shared.inject(task.take().expect("not queued"));
+        }
+        return;
+    }
     let queued = with_own_p(shared, |p| {
         // SAFETY: `with_own_p` runs us with the P held in SCHED state.
         let busy = unsafe { p.push_next(task.take().expect("once")) };
@@ -1274,11 +1321,10 @@ impl M {
             pp.new_slice();
         }
         let header = task.header();
-        header.begin_run();
         let user = status(self.epoch, P_USER);
         let sched = status(self.epoch, P_SCHED);
         loop {
-            // SAFETY: we hold the task RUNNING.
+            // SAFETY: we took the task off a queue: we are its runner.
             let Some(fiber) = (unsafe { header.fiber() }) else {
                 header.complete();
                 // SAFETY: scheduler code holding `pp`.
@@ -1288,9 +1334,11 @@ impl M {
                 return;
             };
             tls::set_task(header, true);
+            header.set_on_cpu(true);
             pp.status.store(user, Ordering::Release);
             trace::event(trace::Kind::Run, header.id, 0);
             let resumed = fiber.resume();
+            header.set_on_cpu(false);
             tls::set_task(std::ptr::null(), false);
             if trace::ON.load(Ordering::Relaxed) {
                 trace_stop(header.id, &resumed);
@@ -1302,7 +1350,7 @@ impl M {
             bump(&pp.switches);
             match resumed {
                 Resumed::Finished => {
-                    // SAFETY: RUNNING and finished.
+                    // SAFETY: the runner, and finished.
                     unsafe { header.release_fiber() };
                     if !kept {
                         self.forget_p();
@@ -1318,11 +1366,12 @@ impl M {
                         if !kept {
                             self.forget_p();
                         }
+                        // A waker may hold it already: hands off.
+                        task.keep_while_parked();
                         return;
                     }
                     // Woken before it was even off the CPU: run it again.
                     if !kept {
-                        header.end_run_yield();
                         self.lost(task);
                         return;
                     }
@@ -1335,7 +1384,6 @@ impl M {
                     pp.new_slice();
                 }
                 Resumed::Suspended(word) => {
-                    header.end_run_yield();
                     if !kept {
                         self.lost(task);
                     } else if word == SUSPEND_YIELD {

@@ -13,20 +13,35 @@
 //!
 //! # State
 //!
-//! `state` holds one of IDLE (parked), SCHEDULED (in a run queue, or about to
-//! be), RUNNING (a thread is executing it or switching away from it) and
-//! COMPLETE, plus flags:
+//! `state` holds one of IDLE (parked), SCHEDULED (not parked: in a run
+//! queue, about to be, or running on a worker), RUNNING (running on its
+//! pinned thread, or claimed by shutdown) and COMPLETE, plus flags (see
+//! `lifecycle.rs` for why workers do not mark RUNNING):
 //!
-//! - NOTIFIED: an unpark arrived while RUNNING; the next park consumes it
-//!   instead of sleeping. This is how an unpark that arrives before the park
-//!   is not lost.
+//! - NOTIFIED: an unpark arrived while the task was not parked; the next
+//!   park consumes it instead of sleeping. This is how an unpark that
+//!   arrives before the park is not lost.
 //! - JOIN_WAITER: a joiner stored its unparker and must be woken at COMPLETE.
 //!
-//! Only the thread that moved a task to RUNNING touches its fiber, and a task
-//! leaves RUNNING only after its fiber has switched away, so a coroutine is
-//! never run by two threads and never resumed while its stack is in use.
 //! `unpark` moves IDLE to SCHEDULED exactly once and only then enqueues, so
-//! a task is in at most one queue.
+//! a task is in at most one queue, and the one thread that takes it off
+//! (its *runner*) is the only one to touch its fiber until it parks again.
+//! A task becomes IDLE only after its fiber has switched away, so a
+//! coroutine is never run by two threads and never resumed while its stack
+//! is in use. `on_cpu` (what introspection shows as running) is a hint
+//! written by the runner and guards nothing.
+//!
+//! # References
+//!
+//! `refs` counts the join handle, the registry's entry, unparkers, listings,
+//! and one *run reference*: spawn creates it with the task, then a run
+//! queue holds it while the task is SCHEDULED, the runner while it runs,
+//! and the task itself while it is IDLE (parked): the runner forgets it
+//! after `end_run_park` and the waker that makes the task SCHEDULED again
+//! takes it over without counting (`notify`). So a park and a wake cost no
+//! reference-count traffic, and a parked task cannot be freed under its
+//! waker. The runner drops the run reference when the task completes;
+//! shutdown's `abandon` drops that of a task it finds parked.
 
 use std::alloc::Layout;
 use std::any::Any;
@@ -35,7 +50,9 @@ use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::panic::{self, AssertUnwindSafe, Location};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 use corun_stacks::Stack;
 use corun_stacks::fiber::Fiber;
@@ -67,6 +84,8 @@ pub(crate) struct Header {
     /// an earlier park does not wake a later one.
     pub(crate) park_seq: AtomicU32,
     wait_reason: AtomicU8,
+    /// Set by the runner while the task's code runs (see "State").
+    on_cpu: AtomicBool,
     pub(crate) pinned: bool,
     vtable: &'static Vtable,
     pub(crate) shared: &'static Shared,
@@ -82,7 +101,7 @@ pub(crate) struct Header {
     /// An address in the frame that last parked, or 0: where its stack
     /// resumes, for the waker to prefetch (`park::prefetch_stack`).
     pub(crate) parked_sp: AtomicUsize,
-    /// Owned by the thread that holds the task RUNNING.
+    /// Owned by the task's runner (see "State").
     fiber: UnsafeCell<Option<Fiber>>,
     /// Written by the joiner before it sets JOIN_WAITER, read by the
     /// completer after it sees JOIN_WAITER.
@@ -120,7 +139,7 @@ pub(crate) struct TaskRef(NonNull<Header>);
 
 // SAFETY: a task's function and output are `Send` (enforced by `new`), its
 // header is made of atomics and of cells whose access is serialised by the
-// state protocol above (the fiber by RUNNING, the joiner by JOIN_WAITER,
+// state protocol above (the fiber by its one runner, the joiner by JOIN_WAITER,
 // locals by the coroutine itself). Moving a suspended fiber between threads
 // is the runtime's central unsafe assumption, argued in docs/safety.md.
 unsafe impl Send for TaskRef {}
@@ -154,6 +173,7 @@ impl TaskRef {
                     refs: AtomicUsize::new(2),
                     park_seq: AtomicU32::new(0),
                     wait_reason: AtomicU8::new(WaitReason::None as u8),
+                    on_cpu: AtomicBool::new(false),
                     pinned: init.home.is_some(),
                     vtable,
                     shared: init.shared,
@@ -217,9 +237,19 @@ impl TaskRef {
     }
 
     /// Wakes the task if it is parked; records the wake if it is running.
-    /// Returns the reference to enqueue when the task became SCHEDULED.
+    /// Returns the reference to enqueue when the task became SCHEDULED: the
+    /// run reference the task kept while it was parked (see "References"
+    /// above), not a new count.
     pub(crate) fn notify(&self) -> Option<TaskRef> {
-        lifecycle::notify(&self.header().state).then(|| self.clone())
+        lifecycle::notify(&self.header().state).then(|| TaskRef(self.0))
+    }
+
+    /// Leaves the run reference with the task as it parks; the waker that
+    /// moves it IDLE -> SCHEDULED takes it back (`notify`). Called by the
+    /// runner after `end_run_park` succeeded: from then on a waker may
+    /// already hold the reference, so the caller must not touch the task.
+    pub(crate) fn keep_while_parked(self) {
+        std::mem::forget(self);
     }
 }
 
@@ -254,8 +284,8 @@ impl Header {
         self.wait_reason.store(reason as u8, Ordering::Relaxed);
     }
 
-    /// SCHEDULED -> RUNNING, by the thread that took the task off a queue.
-    pub(crate) fn begin_run(&self) {
+    /// SCHEDULED -> RUNNING, by a pinned task's thread as it takes the task.
+    pub(crate) fn begin_pinned_run(&self) {
         let prev = lifecycle::begin_run(&self.state);
         debug_assert_eq!(
             prev & LIFECYCLE,
@@ -264,14 +294,16 @@ impl Header {
         );
     }
 
-    /// RUNNING -> SCHEDULED, after a yield switched away.
-    pub(crate) fn end_run_yield(&self) {
-        // A wake during the run stays pending for the next park.
-        let prev = lifecycle::end_run_yield(&self.state);
-        debug_assert_eq!(prev & LIFECYCLE, RUNNING);
+    /// Shown by introspection as running (a hint, see "State").
+    pub(crate) fn set_on_cpu(&self, on: bool) {
+        self.on_cpu.store(on, Ordering::Relaxed);
     }
 
-    /// RUNNING -> IDLE after a park switched away, unless a wake arrived
+    pub(crate) fn on_cpu(&self) -> bool {
+        self.on_cpu.load(Ordering::Relaxed)
+    }
+
+    /// Not parked -> IDLE after a park switched away, unless a wake arrived
     /// meanwhile: then the wake is consumed and `false` says "run it again".
     pub(crate) fn end_run_park(&self) -> bool {
         lifecycle::end_run_park(&self.state)
@@ -286,23 +318,23 @@ impl Header {
     /// no stack could be had: the task was completed with that error.
     ///
     /// # Safety
-    /// The caller holds the task RUNNING.
-    // The fiber sits in an `UnsafeCell` whose exclusive owner is the thread
-    // holding RUNNING, which is what the safety contract states.
+    /// The caller is the task's runner.
+    // The fiber sits in an `UnsafeCell` whose exclusive owner is the task's
+    // runner, which is what the safety contract states.
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn fiber(&self) -> Option<&mut Fiber> {
-        // SAFETY: RUNNING gives this thread exclusive access to the fiber.
+        // SAFETY: the runner has exclusive access to the fiber.
         let slot = unsafe { &mut *self.fiber.get() };
         if slot.is_none() {
             match Stack::new(self.stack_size) {
                 Ok(mut stack) => {
                     stack.set_label(self.id, self.name.as_deref().unwrap_or(""));
-                    // SAFETY: RUNNING, first run: the function is still there.
+                    // SAFETY: the runner, first run: the function is still there.
                     *slot = Some(unsafe { (self.vtable.start)(NonNull::from(self), stack) });
                 }
                 Err(e) => {
                     let msg = format!("corun: coroutine {} could not get a stack: {e}", self.id);
-                    // SAFETY: RUNNING, never started: nobody else touches the output.
+                    // SAFETY: the runner, never started: nobody else touches the output.
                     unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
                     return None;
                 }
@@ -314,7 +346,7 @@ impl Header {
     /// Returns a finished fiber's stack to the pool (on this thread's cache).
     ///
     /// # Safety
-    /// The caller holds the task RUNNING and its fiber has finished.
+    /// The caller is the task's runner and its fiber has finished.
     pub(crate) unsafe fn release_fiber(&self) {
         // SAFETY: as for `fiber`.
         let slot = unsafe { &mut *self.fiber.get() };
@@ -326,7 +358,10 @@ impl Header {
     /// Runtime shutdown: claims a task that is not running, leaks its
     /// started fiber (its code does not continue, its destructors do not
     /// run: nothing may run on another thread's behalf during shutdown), and
-    /// completes it with an error so a joiner returns.
+    /// completes it with an error so a joiner returns. The caller holds a
+    /// reference to the task and every worker M has exited, so a SCHEDULED
+    /// task is not running (only a pinned thread may still run one, and it
+    /// holds it RUNNING).
     pub(crate) fn abandon(&self) {
         let claimed = self
             .state
@@ -336,10 +371,10 @@ impl Header {
                     _ => None,
                 }
             });
-        if claimed.is_err() {
+        let Ok(prev) = claimed else {
             return;
-        }
-        // SAFETY: we hold the task RUNNING.
+        };
+        // SAFETY: our claim made us the runner (see above).
         if let Some(fiber) = unsafe { (*self.fiber.get()).take() } {
             std::mem::forget(fiber);
         }
@@ -347,12 +382,19 @@ impl Header {
             "corun: the runtime shut down before coroutine {} finished",
             self.id
         );
-        // SAFETY: RUNNING; `fail` drops an unused function and sets the output.
+        // SAFETY: the runner; `fail` drops an unused function and sets the output.
         unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
         self.complete();
+        if prev & LIFECYCLE == IDLE {
+            // A parked task held its run reference itself (see "References");
+            // our claim kept any waker from taking it. The caller's own
+            // reference keeps the task alive past this drop.
+            drop(TaskRef(NonNull::from(self)));
+        }
     }
 
-    /// RUNNING -> COMPLETE; wakes the joiner if one waits.
+    /// -> COMPLETE, by the runner or shutdown's claim; wakes the joiner if
+    /// one waits.
     pub(crate) fn complete(&self) {
         let prev = self.state.fetch_or(COMPLETE, Ordering::AcqRel);
         if prev & JOIN_WAITER != 0 {
@@ -366,14 +408,14 @@ impl Header {
 }
 
 /// # Safety
-/// `ptr` is a live `Cell<F, T>` held RUNNING for its first run.
+/// `ptr` is a live `Cell<F, T>` and the caller its runner, at its first run.
 unsafe fn start<F, T>(ptr: NonNull<Header>, stack: Stack) -> Fiber
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
 {
     let cell = ptr.cast::<Cell<F, T>>();
-    // SAFETY: first run under RUNNING: nobody else reads `func`.
+    // SAFETY: the runner's first run: nobody else reads `func`.
     let f = unsafe { (*cell.as_ref().func.get()).take() }.expect("corun: task started twice");
     let prefix = ptr.cast::<Prefix<T>>();
     Fiber::new(stack, move || {
@@ -418,7 +460,8 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
 }
 
 /// # Safety
-/// The task is RUNNING and has never started.
+/// The caller is the task's runner (or shutdown's claim) and the task has
+/// never started.
 unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
     let cell = ptr.cast::<Cell<F, T>>();
     // SAFETY: as documented: exclusive access to func and output.

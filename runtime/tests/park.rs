@@ -282,3 +282,109 @@ fn frame_unparkers_complete_records_in_the_waiters_frame() {
     }
     h.join().unwrap();
 }
+
+/// Counts its drops: a task's output is dropped when the task is freed.
+struct Freed(Arc<AtomicUsize>);
+
+impl Drop for Freed {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A parked task keeps its own run reference and its waker takes it back:
+/// detached coroutines woken many times, by timers, by unparkers from a
+/// thread and by frame unparkers from coroutines, are each freed exactly
+/// once when they finish (a leaked reference would keep the output alive,
+/// one too few would free it under its handle or twice).
+#[test]
+fn tasks_woken_many_times_are_freed_once() {
+    const TASKS: usize = 200;
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let freed = Arc::new(AtomicUsize::new(0));
+    let (tx, rx) = std::sync::mpsc::channel::<(Unparker, Arc<AtomicBool>)>();
+    let joined: Vec<_> = (0..TASKS)
+        .map(|_| {
+            let (freed, tx) = (freed.clone(), tx.clone());
+            rt.spawn(move || {
+                for round in 0..5 {
+                    corun_runtime::sleep(Duration::from_micros(50));
+                    let go_on = Arc::new(AtomicBool::new(false));
+                    tx.send((unparker(), go_on.clone())).unwrap();
+                    while !go_on.load(Ordering::Acquire) {
+                        park(WaitReason::Park);
+                    }
+                    if round % 2 == 0 {
+                        // A frame unparker woken from another coroutine.
+                        let me = frame_unparker();
+                        let done = Arc::new(AtomicBool::new(false));
+                        let d = done.clone();
+                        let helper = go!(move || {
+                            d.store(true, Ordering::Release);
+                            // SAFETY: the waiter stays in this frame until
+                            // `done`, and joins us before leaving it.
+                            unsafe { me.unpark() };
+                        });
+                        while !done.load(Ordering::Acquire) {
+                            park(WaitReason::Park);
+                        }
+                        helper.join().unwrap();
+                    }
+                }
+                Freed(freed)
+            })
+        })
+        .enumerate()
+        .filter_map(|(i, h)| (i % 2 == 0).then_some(h))
+        .collect();
+    drop(tx);
+    // Wake every waiter from this thread until all have finished.
+    for (u, go_on) in rx.iter() {
+        go_on.store(true, Ordering::Release);
+        u.unpark();
+    }
+    let kept = joined.len();
+    for h in joined {
+        drop(h.join().unwrap());
+    }
+    // The detached half is freed by the runner as each finishes; the
+    // joined half was dropped above.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while freed.load(Ordering::SeqCst) < TASKS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(freed.load(Ordering::SeqCst), TASKS, "{kept} were joined");
+    drop(rt);
+    assert_eq!(freed.load(Ordering::SeqCst), TASKS);
+}
+
+/// A runtime dropped while coroutines are parked completes them with an
+/// error; the detached ones, which held only their own run reference and
+/// the registry's, are released by shutdown without a double free.
+#[test]
+fn shutdown_completes_parked_tasks() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut handles = Vec::new();
+    for i in 0..100 {
+        let tx = tx.clone();
+        let h = rt.spawn(move || {
+            tx.send(()).unwrap();
+            loop {
+                park(WaitReason::Park); // never woken
+            }
+        });
+        if i % 2 == 0 {
+            handles.push(h);
+        }
+    }
+    for _ in 0..100 {
+        rx.recv().unwrap();
+    }
+    drop(rt);
+    for h in handles {
+        let err = h.join().expect_err("abandoned at shutdown");
+        let msg = err.downcast_ref::<String>().expect("a message");
+        assert!(msg.contains("shut down"), "{msg}");
+    }
+}
