@@ -317,7 +317,10 @@ impl<T> Chan<T> {
             }
             let ctx = Ctx::new();
             let slot = Slot::new(Some(m));
-            let node = Node::new(&ctx, 0, slot.as_ptr(), false);
+            let node = match deadline {
+                None => Node::sole(&ctx, slot.as_ptr()),
+                Some(_) => Node::new(&ctx, 0, slot.as_ptr(), false),
+            };
             // SAFETY: `node`, `ctx` and `slot` stay in this frame, unmoved,
             // until the node is unlinked (by a claimer or `unregister`
             // below) and the claimer's packet has been consumed.
@@ -390,7 +393,10 @@ impl<T> Chan<T> {
             }
             let ctx = Ctx::new();
             let slot = Slot::<T>::new(None);
-            let node = Node::new(&ctx, 0, slot.as_ptr(), false);
+            let node = match deadline {
+                None => Node::sole(&ctx, slot.as_ptr()),
+                Some(_) => Node::new(&ctx, 0, slot.as_ptr(), false),
+            };
             // SAFETY: as in `send`: everything stays in this frame until
             // the node is unlinked and the packet consumed.
             unsafe { g.recvq.push_back(&node) };

@@ -175,6 +175,15 @@ impl Ctx {
             .is_ok()
     }
 
+    /// Claims the owner of a sole node (see [`Node::sole`]) for it. A plain
+    /// store: nobody else can write the state, so a locked CAS would only
+    /// cost time.
+    #[inline]
+    pub(crate) fn claim_sole(&self, index: usize) {
+        debug_assert_eq!(self.state.load(Ordering::Relaxed), WAITING);
+        self.state.store(SELECTED + index, Ordering::Release);
+    }
+
     /// Gives up waiting: `None` if aborted, `Some(i)` if node `i` was
     /// claimed first.
     pub(crate) fn abort(&self) -> Option<usize> {
@@ -280,6 +289,10 @@ pub(crate) struct Node {
     pub(crate) slot: *mut (),
     /// Only wants to know that the operation became ready (`Select::ready`).
     pub(crate) observer: bool,
+    /// The owner's only node, and the owner never aborts (a send or receive
+    /// without deadline): the one claimer that pops it is the only writer
+    /// of the owner's state.
+    sole: bool,
 }
 
 impl Node {
@@ -292,6 +305,30 @@ impl Node {
             index,
             slot,
             observer,
+            sole: false,
+        }
+    }
+
+    /// The only node of a plain operation that waits without deadline.
+    pub(crate) fn sole(ctx: &Ctx, slot: *mut ()) -> Node {
+        Node {
+            sole: true,
+            ..Node::new(ctx, 0, slot, false)
+        }
+    }
+
+    /// Claims the owner for this node; false if it was claimed elsewhere or
+    /// aborted. Called by the claimer that popped the node, under the lock.
+    #[inline]
+    fn claim(&self) -> bool {
+        // SAFETY: a linked node's context outlives it, and the node was
+        // linked until the caller popped it under the same lock.
+        let ctx = unsafe { &*self.ctx };
+        if self.sole {
+            ctx.claim_sole(self.index);
+            true
+        } else {
+            ctx.try_claim(self.index)
         }
     }
 }
@@ -391,9 +428,7 @@ impl Queue {
     /// that node is unlinked and need not lock its channel to remove it.
     pub(crate) fn claim_first(&mut self, wakes: &mut Wakes) -> Option<Claimed> {
         while let Some(node) = self.pop_front() {
-            // SAFETY: a linked node's context outlives it.
-            let ctx = unsafe { &*node.ctx };
-            if !ctx.try_claim(node.index) {
+            if !node.claim() {
                 continue;
             }
             if node.observer {
@@ -412,8 +447,7 @@ impl Queue {
     /// Claims every waiter and gives it `packet` (observers get `P_DONE`).
     pub(crate) fn claim_all(&mut self, packet: usize, wakes: &mut Wakes) {
         while let Some(node) = self.pop_front() {
-            // SAFETY: a linked node's context outlives it.
-            if unsafe { &*node.ctx }.try_claim(node.index) {
+            if node.claim() {
                 let p = if node.observer { P_DONE } else { packet };
                 // SAFETY: just claimed, not completed.
                 unsafe { wakes.push(node.ctx, p) };
@@ -433,7 +467,7 @@ impl Queue {
             let ctx = unsafe { &*node.ctx };
             if node.observer {
                 self.remove(node);
-                if ctx.try_claim(node.index) {
+                if node.claim() {
                     // SAFETY: just claimed, not completed.
                     unsafe { wakes.push(node.ctx, P_DONE) };
                 }
@@ -585,6 +619,26 @@ mod loom_tests {
         // alive until `released` (what these tests check).
         unsafe { Ctx::complete(ctx, packet) };
         true
+    }
+
+    #[test]
+    fn loom_a_sole_claim_by_store_wakes_the_owner_exactly_once() {
+        // A plain send or receive without deadline: its one claimer claims
+        // with a store rather than a CAS.
+        loom::model(|| {
+            let ctx = Arc::new(Ctx::new());
+            let c = ctx.clone();
+            let claimer = loom::thread::spawn(move || {
+                c.claim_sole(0);
+                // SAFETY: claimed above and not completed; the owner keeps
+                // `ctx` alive until `released`.
+                unsafe { Ctx::complete(&*c, P_DONE) };
+            });
+            assert_eq!(ctx.wait(None, WaitReason::ChanReceive), Some(0));
+            assert_eq!(ctx.wait_packet(WaitReason::ChanReceive), P_DONE);
+            assert!(ctx.released.load(Ordering::Acquire));
+            claimer.join().unwrap();
+        });
     }
 
     #[test]
