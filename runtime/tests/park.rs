@@ -388,3 +388,33 @@ fn shutdown_completes_parked_tasks() {
         assert!(msg.contains("shut down"), "{msg}");
     }
 }
+
+/// A wake issued from inside `blocking()` (its P in the SYSCALL state, so
+/// the waker takes the task back out of `runnext` and injects it) reaches
+/// a worker while the waker is still blocked: on one worker, the woken
+/// coroutine runs on the M that sysmon hands the P to.
+#[test]
+fn a_wake_from_inside_blocking_runs_while_the_waker_blocks() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (ran_tx, ran_rx) = std::sync::mpsc::channel::<()>();
+    let (who_tx, who_rx) = std::sync::mpsc::channel::<Unparker>();
+    let go_on = Arc::new(AtomicBool::new(false));
+    let flag = go_on.clone();
+    let sleeper = rt.spawn(move || {
+        who_tx.send(unparker()).unwrap();
+        while !flag.load(Ordering::Acquire) {
+            park(WaitReason::Park);
+        }
+        ran_tx.send(()).unwrap();
+    });
+    let wake = who_rx.recv().unwrap();
+    let waker = rt.spawn(move || {
+        corun_runtime::blocking(move || {
+            go_on.store(true, Ordering::Release);
+            wake.unpark();
+            ran_rx.recv_timeout(Duration::from_secs(20)).is_ok()
+        })
+    });
+    assert!(waker.join().unwrap(), "the woken coroutine did not run");
+    sleeper.join().unwrap();
+}
