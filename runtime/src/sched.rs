@@ -43,11 +43,11 @@
 //! the status to a new epoch and hands the P to another M. The old M keeps
 //! its coroutine; every P access it makes from coroutine code first CASes
 //! USER -> SCHED under its own epoch, which fails once the P is gone, and
-//! then uses the injector instead. The exception is a wake into an empty
-//! `runnext`, an atomic any thread may swap: the waker swaps first and
-//! checks the status after (sysmon checks for work after its CAS), so a
-//! task landing on a P taken meanwhile is taken back and injected. When its coroutine next switches back,
-//! the M notices the loss, gives the coroutine to an idle P or the injector,
+//! then uses the injector instead. The exception is a wake into `runnext`,
+//! an atomic any thread may swap: the waker swaps first and checks the
+//! status after (sysmon checks for work after its CAS), so a task landing
+//! on a P taken meanwhile is taken back and injected. When its coroutine
+//! next switches back, the M notices the loss, gives the coroutine to an idle P or the injector,
 //! and goes idle. Scheduler code (state SCHED) cannot lose its P, so the
 //! local queue, which is single-owner, is only ever used by the P's owner.
 //!
@@ -784,54 +784,56 @@ pub(crate) fn enqueue_woken(task: TaskRef) {
     }
     let shared = header.shared;
     let ctx = tls::ctx();
-    let mut task = Some(task);
     if ctx.user && ctx.p != NO_P && std::ptr::eq(ctx.shared, shared) {
-        // Coroutine code: sysmon may take our P at any moment, and claiming
-        // it first costs a locked instruction. `runnext` is an atomic any
-        // thread may swap, so the common case (it was empty) needs no claim.
-        let p = &shared.ps[ctx.p];
-        let t = task.take().expect("once");
-        let old = p.runnext.swap(t.into_raw(), Ordering::SeqCst);
-        if p.status.load(Ordering::SeqCst) != status(ctx.epoch, P_USER) {
-            // The P was taken before our swap, so its new holder may have
-            // checked for work already: queue the task globally instead.
-            // (Taken after our status load, the P is handed on with its
-            // runnext seen: `retake` checks for work after its own CAS.)
-            if let Some(t) = p.take_runnext() {
-                shared.inject(t);
-            }
-        } else if old.is_null() {
-            // As `push_next`'s caller below: more work than runnext, and a P
-            // to run it on. (A stealer's emptiness check costs a fence, so
-            // it comes last.)
-            if shared.npidle.load(Ordering::Relaxed) != 0 && !p.stealer.is_empty() {
-                shared.wakep();
-            }
-            return;
-        }
-        if old.is_null() {
-            return;
-        }
-        // SAFETY: runnext's reference, swapped out once, by us.
-        task = Some(unsafe { TaskRef::from_raw(old) });
-        // The one it displaced goes to the local queue, which only the P's
-        // holder may push: claim the P for that, as below.
-        let queued = with_own_p(shared, |p| {
-            // SAFETY: `with_own_p` runs us with the P held in SCHED state.
-            unsafe { p.local() }.push(task.take().expect("once"));
-            shared.wakep();
-        });
-        if queued.is_none() {
-            shared.inject(task.take().expect("not queued"));
+        if let Some(displaced) = swap_into_runnext(shared, &ctx, task) {
+            queue_locally(shared, displaced);
         }
         return;
     }
+    let mut task = Some(task);
     let queued = with_own_p(shared, |p| {
         // SAFETY: `with_own_p` runs us with the P held in SCHED state.
         let busy = unsafe { p.push_next(task.take().expect("once")) };
         if busy {
             shared.wakep();
         }
+    });
+    if queued.is_none() {
+        shared.inject(task.take().expect("not queued"));
+    }
+}
+
+/// From coroutine code: puts `task` in our P's `runnext` without claiming
+/// the P (a locked instruction), since `runnext` is an atomic any thread may
+/// swap. Returns the task it displaced, which still needs queueing.
+fn swap_into_runnext(shared: &Shared, ctx: &tls::Ctx, task: TaskRef) -> Option<TaskRef> {
+    let p = &shared.ps[ctx.p];
+    let old = p.runnext.swap(task.into_raw(), Ordering::SeqCst);
+    if p.status.load(Ordering::SeqCst) != status(ctx.epoch, P_USER) {
+        // The P was taken before our swap, so its new holder may have
+        // checked for work already: queue the task globally instead. (Taken
+        // after our status load, the P is handed on with its runnext seen:
+        // `retake` checks for work after its own CAS.)
+        if let Some(t) = p.take_runnext() {
+            shared.inject(t);
+        }
+    } else if old.is_null() && shared.npidle.load(Ordering::Relaxed) != 0 && !p.stealer.is_empty() {
+        // As for `push_next`: more work than runnext, and a P to run it on.
+        // (A stealer's emptiness check costs a fence, so it comes last.)
+        shared.wakep();
+    }
+    // SAFETY: runnext's reference, swapped out once, by us.
+    (!old.is_null()).then(|| unsafe { TaskRef::from_raw(old) })
+}
+
+/// Pushes `task` on our P's local queue, which only the P's holder may do:
+/// claims the P for it, or injects the task if the P is gone.
+fn queue_locally(shared: &Shared, task: TaskRef) {
+    let mut task = Some(task);
+    let queued = with_own_p(shared, |p| {
+        // SAFETY: `with_own_p` runs us with the P held in SCHED state.
+        unsafe { p.local() }.push(task.take().expect("once"));
+        shared.wakep();
     });
     if queued.is_none() {
         shared.inject(task.take().expect("not queued"));
