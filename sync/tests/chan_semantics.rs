@@ -373,8 +373,10 @@ fn select_fairness_chi_square() {
             .iter()
             .map(|&c| (c as f64 - expected).powi(2) / expected)
             .sum();
-        // 3 degrees of freedom, p = 0.001.
-        assert!(chi2 < 16.27, "unfair select: {counts:?}, chi2 = {chi2}");
+        // 3 degrees of freedom, p = 1e-6: CI runs this twice a run, and a
+        // fair select must not fail it in practice. A bias of 26% against
+        // 24% over these rounds already reaches 32.
+        assert!(chi2 < 30.66, "unfair select: {counts:?}, chi2 = {chi2}");
 
         // With only two of four arms ready, each gets half (a rotation
         // instead of a shuffle would favour one of them 3:1).
@@ -395,7 +397,8 @@ fn select_fairness_chi_square() {
         }
         let e = 10_000.0;
         let chi2 = (c[0] as f64 - e).powi(2) / e + (c[1] as f64 - e).powi(2) / e;
-        assert!(chi2 < 10.83, "unfair select over ready subset: {c:?}");
+        // 1 degree of freedom, p = 1e-6; the 3:1 of a rotation gives 5000.
+        assert!(chi2 < 23.93, "unfair select over ready subset: {c:?}");
     });
 }
 
