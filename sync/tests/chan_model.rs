@@ -2,8 +2,14 @@
 //! try_recv, their select! forms, close, clone and drop of either end) on
 //! bounded, unbounded and zero-capacity channels, checked step by step
 //! against a simple model, on a plain thread and inside a coroutine.
+//!
+//! Selects with a short timeout are in the mix too: nobody else touches the
+//! channel, so they must end as the non-blocking ones do, and one that
+//! blocks registers on the channel, which from then on keeps the lock-free
+//! readiness hint that later selects' first pass trusts.
 
 use std::collections::VecDeque;
+use std::time::Duration;
 
 use corun_sync::chan::*;
 use proptest::prelude::*;
@@ -14,6 +20,8 @@ enum Op {
     SelectSend(usize, u8),
     TryRecv(usize),
     SelectRecv(usize),
+    TimedSelectSend(usize, u8),
+    TimedSelectRecv(usize),
     Close(usize),
     CloneSender(usize),
     CloneReceiver(usize),
@@ -28,6 +36,8 @@ fn op() -> impl Strategy<Value = Op> {
         2 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Op::SelectSend(i, v)),
         4 => any::<usize>().prop_map(Op::TryRecv),
         2 => any::<usize>().prop_map(Op::SelectRecv),
+        1 => (any::<usize>(), any::<u8>()).prop_map(|(i, v)| Op::TimedSelectSend(i, v)),
+        1 => any::<usize>().prop_map(Op::TimedSelectRecv),
         1 => any::<usize>().prop_map(Op::Close),
         1 => any::<usize>().prop_map(Op::CloneSender),
         1 => any::<usize>().prop_map(Op::CloneReceiver),
@@ -81,6 +91,46 @@ impl Model {
     }
 }
 
+/// How long a timed select waits: long enough that it usually gets to
+/// register before its deadline, short enough for thousands of cases.
+const WAIT: Duration = Duration::from_micros(20);
+
+/// `select!` over one send, with `default` or `default(wait)`.
+fn select_send(s: &Sender<u8>, v: u8, wait: Option<Duration>) -> SendOutcome {
+    let outcome = |res: Result<(), SendError<u8>>| match res {
+        Ok(()) => SendOutcome::Ok,
+        Err(e) => SendOutcome::Disconnected(e.into_inner()),
+    };
+    match wait {
+        None => select! {
+            send(s, v) -> res => outcome(res),
+            default => SendOutcome::Full(v),
+        },
+        Some(wait) => select! {
+            send(s, v) -> res => outcome(res),
+            default(wait) => SendOutcome::Full(v),
+        },
+    }
+}
+
+/// `select!` over one receive, with `default` or `default(wait)`.
+fn select_recv(r: &Receiver<u8>, wait: Option<Duration>) -> RecvOutcome {
+    let outcome = |res: Result<u8, RecvError>| match res {
+        Ok(v) => RecvOutcome::Ok(v),
+        Err(_) => RecvOutcome::Disconnected,
+    };
+    match wait {
+        None => select! {
+            recv(r) -> v => outcome(v),
+            default => RecvOutcome::Empty,
+        },
+        Some(wait) => select! {
+            recv(r) -> v => outcome(v),
+            default(wait) => RecvOutcome::Empty,
+        },
+    }
+}
+
 fn run_ops(cap: Option<usize>, ops: &[Op]) {
     let (s, r) = match cap {
         Some(c) => bounded::<u8>(c),
@@ -107,14 +157,11 @@ fn run_ops(cap: Option<usize>, ops: &[Op]) {
                 assert_eq!(got, m.send(v), "{ctx}");
             }
             Op::SelectSend(i, v) if !ss.is_empty() => {
-                let s = &ss[i % ss.len()];
-                let got = select! {
-                    send(s, v) -> res => match res {
-                        Ok(()) => SendOutcome::Ok,
-                        Err(e) => SendOutcome::Disconnected(e.into_inner()),
-                    },
-                    default => SendOutcome::Full(v),
-                };
+                let got = select_send(&ss[i % ss.len()], v, None);
+                assert_eq!(got, m.send(v), "{ctx}");
+            }
+            Op::TimedSelectSend(i, v) if !ss.is_empty() => {
+                let got = select_send(&ss[i % ss.len()], v, Some(WAIT));
                 assert_eq!(got, m.send(v), "{ctx}");
             }
             Op::TryRecv(i) if !rs.is_empty() => {
@@ -126,14 +173,11 @@ fn run_ops(cap: Option<usize>, ops: &[Op]) {
                 assert_eq!(got, m.recv(), "{ctx}");
             }
             Op::SelectRecv(i) if !rs.is_empty() => {
-                let r = &rs[i % rs.len()];
-                let got = select! {
-                    recv(r) -> v => match v {
-                        Ok(v) => RecvOutcome::Ok(v),
-                        Err(_) => RecvOutcome::Disconnected,
-                    },
-                    default => RecvOutcome::Empty,
-                };
+                let got = select_recv(&rs[i % rs.len()], None);
+                assert_eq!(got, m.recv(), "{ctx}");
+            }
+            Op::TimedSelectRecv(i) if !rs.is_empty() => {
+                let got = select_recv(&rs[i % rs.len()], Some(WAIT));
                 assert_eq!(got, m.recv(), "{ctx}");
             }
             Op::Close(i) if !ss.is_empty() => {

@@ -346,6 +346,69 @@ fn select_default_and_timeout() {
     });
 }
 
+/// Polls `f` (a select with `default`) until it succeeds; fails after 10 s.
+fn poll_until(mut f: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "never became ready"
+        );
+        sleep_ms(1);
+    }
+}
+
+#[test]
+fn select_default_sees_peers_parked_on_a_channel_selects_block_on() {
+    // A select that blocks on a channel turns on its lock-free readiness
+    // hint; later selects skip it (without locking) while the hint says
+    // "not ready". A parked peer must make it say "ready".
+    both(|| {
+        let coro = corun_runtime::is_coroutine();
+        let (s, r) = bounded::<u32>(0);
+        let s1 = s.clone();
+        let h = spawn(coro, move || {
+            sleep_ms(5);
+            s1.send(1).unwrap();
+        });
+        select! { recv(r) -> v => assert_eq!(v, Ok(1)) }
+        h();
+        let r1 = r.clone();
+        let h = spawn(coro, move || {
+            sleep_ms(5);
+            assert_eq!(r1.recv(), Ok(2));
+        });
+        select! { send(s, 2) -> res => res.unwrap() }
+        h();
+
+        // Now peers park first; selects with `default` poll.
+        let s1 = s.clone();
+        let h = spawn(coro, move || s1.send(3).unwrap());
+        poll_until(|| {
+            select! {
+                recv(r) -> v => { assert_eq!(v, Ok(3)); true },
+                default => false,
+            }
+        });
+        h();
+        let r1 = r.clone();
+        let h = spawn(coro, move || assert_eq!(r1.recv(), Ok(4)));
+        poll_until(|| {
+            select! {
+                send(s, 4) -> res => { res.unwrap(); true },
+                default => false,
+            }
+        });
+        h();
+        // Closing is readiness too.
+        drop(s);
+        select! {
+            recv(r) -> v => assert_eq!(v, Err(RecvError)),
+            default => panic!("a closed channel is ready"),
+        }
+    });
+}
+
 #[test]
 fn select_fairness_chi_square() {
     both(|| {

@@ -18,9 +18,20 @@
 //! arms have no slot: they are given a reservation (`P_RESERVED`) on
 //! buffered channels, and on zero-capacity ones the claimer hands them its
 //! own context so they move the value through its slot (an exchange).
+//!
+//! Once a select has used a channel, every unlock publishes a readiness
+//! hint (`Chan::hint`) computed from the state it leaves: whether a receive
+//! or a send could proceed. A select's first pass reads the hints without
+//! locking and locks only the channels whose hint says "maybe". The hint
+//! errs only towards "maybe" (it counts queued waiters without checking
+//! they are live, and says "maybe" until a select turned it on), and it is
+//! exact about the state as of the last unlock; a select that must not
+//! miss readiness (its registration) re-checks under the lock anyway.
+//! Channels no select touches pay one test per unlock for this.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
 
 use corun_runtime::{WaitReason, yield_point};
@@ -28,7 +39,7 @@ use corun_runtime::{WaitReason, yield_point};
 use super::err::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
-use super::lock::SpinLock;
+use super::lock::{Guard, SpinLock};
 use super::select::Token;
 use super::waiter::{
     Claimed, Ctx, Node, P_DONE, P_RESERVED, Queue, Slot, Wakes, slot_put, slot_take,
@@ -47,6 +58,51 @@ pub(crate) struct Chan<T> {
     pub(crate) receivers: AtomicUsize,
     /// Mirrors `Inner::closed` for lock-free `is_closed`.
     closed: AtomicBool,
+    /// `HINTED | RECV_MAYBE | SEND_MAYBE` as of the last unlock once
+    /// `Inner::hinted`, 0 before (see the module doc).
+    hint: AtomicU8,
+}
+
+/// A receive might proceed: a message is buffered, a sender waits, or the
+/// channel is closed.
+const RECV_MAYBE: u8 = 1;
+/// A send might proceed: buffer room, a waiting receiver, or disconnection.
+const SEND_MAYBE: u8 = 2;
+/// The other two bits are maintained.
+const HINTED: u8 = 4;
+
+/// The channel's lock held; publishes the readiness hint as it unlocks.
+struct Locked<'a, T> {
+    chan: &'a Chan<T>,
+    guard: Guard<'a, Inner<T>>,
+}
+
+impl<T> Deref for Locked<'_, T> {
+    type Target = Inner<T>;
+    fn deref(&self) -> &Inner<T> {
+        &self.guard
+    }
+}
+
+impl<T> DerefMut for Locked<'_, T> {
+    fn deref_mut(&mut self) -> &mut Inner<T> {
+        &mut self.guard
+    }
+}
+
+impl<T> Drop for Locked<'_, T> {
+    fn drop(&mut self) {
+        if !self.guard.hinted {
+            return;
+        }
+        // Before the guard's release store (fields drop after this), so a
+        // thread that takes the lock next, or synchronises with one that
+        // did, reads this hint or a newer one.
+        let hint = self.chan.hint_of(&self.guard);
+        if self.chan.hint.load(Ordering::Relaxed) != hint {
+            self.chan.hint.store(hint, Ordering::Relaxed);
+        }
+    }
 }
 
 struct Inner<T> {
@@ -59,6 +115,8 @@ struct Inner<T> {
     closed: bool,
     /// Every receiver is gone.
     rx_gone: bool,
+    /// A select has used the channel: unlocks publish `Chan::hint`.
+    hinted: bool,
     recvq: Queue,
     sendq: Queue,
 }
@@ -93,6 +151,7 @@ impl<T> Chan<T> {
                 res_recv: 0,
                 closed: false,
                 rx_gone: false,
+                hinted: false,
                 recvq: Queue::new(),
                 sendq: Queue::new(),
             }),
@@ -100,7 +159,50 @@ impl<T> Chan<T> {
             senders: AtomicUsize::new(1),
             receivers: AtomicUsize::new(1),
             closed: AtomicBool::new(false),
+            hint: AtomicU8::new(0),
         }
+    }
+
+    /// Every access to the state goes through here, so that every unlock
+    /// publishes the hint.
+    #[inline]
+    fn lock(&self) -> Locked<'_, T> {
+        Locked {
+            chan: self,
+            guard: self.inner.lock(),
+        }
+    }
+
+    /// What `g` allows, erring towards "maybe" (see the module doc).
+    #[inline]
+    fn hint_of(&self, g: &Inner<T>) -> u8 {
+        // Non-short-circuit `|`: this runs at every unlock of a hinted
+        // channel, and a few flag computations cost less than as many
+        // branches. The buffer terms are always false for `cap == 0`.
+        let gone = g.closed | g.rx_gone;
+        let (recv, send) = if self.cap == 0 {
+            (g.closed | !g.sendq.is_empty(), gone | !g.recvq.is_empty())
+        } else {
+            let len = g.buf.len();
+            (
+                (len > g.res_recv) | g.closed | !g.sendq.is_empty(),
+                gone | !g.recvq.is_empty() | (len + g.res_send < self.cap),
+            )
+        };
+        HINTED | (recv as u8 * RECV_MAYBE) | (send as u8 * SEND_MAYBE)
+    }
+
+    /// Could a receive proceed? A lock-free hint: `false` means it could
+    /// not as of the last unlock this thread can see.
+    #[inline]
+    pub(crate) fn may_recv(&self) -> bool {
+        self.hint.load(Ordering::Relaxed) & (HINTED | RECV_MAYBE) != HINTED
+    }
+
+    /// Could a send proceed? A hint, as [`Chan::may_recv`].
+    #[inline]
+    pub(crate) fn may_send(&self) -> bool {
+        self.hint.load(Ordering::Relaxed) & (HINTED | SEND_MAYBE) != HINTED
     }
 
     pub(crate) fn capacity(&self) -> Option<usize> {
@@ -108,14 +210,14 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.inner.lock().buf.len()
+        self.lock().buf.len()
     }
 
     pub(crate) fn is_full(&self) -> bool {
         match self.cap {
             0 => true,
             UNBOUNDED => false,
-            cap => self.inner.lock().buf.len() >= cap,
+            cap => self.lock().buf.len() >= cap,
         }
     }
 
@@ -124,7 +226,7 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn is_send_closed(&self) -> bool {
-        let g = self.inner.lock();
+        let g = self.lock();
         g.closed || g.rx_gone
     }
 
@@ -265,7 +367,7 @@ impl<T> Chan<T> {
     pub(crate) fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
         yield_point();
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         let r = self.start_send(&mut g, msg, &mut wakes);
         drop(g);
         wakes.wake();
@@ -284,7 +386,7 @@ impl<T> Chan<T> {
     ) -> Result<(), SendTimeoutError<T>> {
         loop {
             let mut wakes = Wakes::new();
-            let mut g = self.inner.lock();
+            let mut g = self.lock();
             let m = match self.start_send(&mut g, msg, &mut wakes) {
                 SendStart::Full(m) => m,
                 r => {
@@ -331,7 +433,7 @@ impl<T> Chan<T> {
             drop(g);
             wakes.wake();
             if ctx.wait(deadline, WaitReason::ChanSend).is_none() {
-                self.inner.lock().sendq.remove(&node);
+                self.lock().sendq.remove(&node);
                 let m = slot
                     .into_inner()
                     .expect("an unclaimed sender keeps its message");
@@ -351,7 +453,7 @@ impl<T> Chan<T> {
     pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
         yield_point();
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         let r = self.start_recv(&mut g, &mut wakes);
         drop(g);
         wakes.wake();
@@ -366,7 +468,7 @@ impl<T> Chan<T> {
     pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
         loop {
             let mut wakes = Wakes::new();
-            let mut g = self.inner.lock();
+            let mut g = self.lock();
             match self.start_recv(&mut g, &mut wakes) {
                 RecvStart::Empty => {}
                 r => {
@@ -406,7 +508,7 @@ impl<T> Chan<T> {
             drop(g);
             wakes.wake();
             if ctx.wait(deadline, WaitReason::ChanReceive).is_none() {
-                self.inner.lock().recvq.remove(&node);
+                self.lock().recvq.remove(&node);
                 return Err(RecvTimeoutError::Timeout);
             }
             if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
@@ -421,7 +523,7 @@ impl<T> Chan<T> {
     /// Closes the channel; false if it already was.
     pub(crate) fn close(&self) -> bool {
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         if g.closed {
             return false;
         }
@@ -437,7 +539,7 @@ impl<T> Chan<T> {
     /// The last receiver is gone: drop what is buffered, fail the senders.
     pub(crate) fn disconnect_receivers(&self) {
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         g.rx_gone = true;
         let buf = std::mem::take(&mut g.buf);
         g.sendq.claim_all(super::waiter::P_RETRY, &mut wakes);
@@ -451,7 +553,7 @@ impl<T> Chan<T> {
 
     pub(crate) fn try_select_send(&self, token: &mut Token) -> bool {
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         let ok = if g.closed || g.rx_gone {
             *token = Token::Disconnected;
             true
@@ -477,7 +579,7 @@ impl<T> Chan<T> {
 
     pub(crate) fn try_select_recv(&self, token: &mut Token) -> bool {
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
         let ok = if g.buf.len() > g.res_recv {
             g.res_recv += 1;
             *token = Token::Reserved;
@@ -514,17 +616,20 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn is_send_ready(&self) -> bool {
-        self.send_ready(&self.inner.lock(), std::ptr::null())
+        self.send_ready(&self.lock(), std::ptr::null())
     }
 
     pub(crate) fn is_recv_ready(&self) -> bool {
-        self.recv_ready(&self.inner.lock(), std::ptr::null())
+        self.recv_ready(&self.lock(), std::ptr::null())
     }
 
     /// Queues a select arm's `node` unless the send is ready (then true).
     pub(crate) fn register_send(&self, node: &Node, ctx: &Ctx) -> bool {
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
+        // Selects block on this channel: from now on its unlocks keep the
+        // readiness hint for their try passes.
+        g.hinted = true;
         if self.send_ready(&g, ctx) {
             return true;
         }
@@ -542,7 +647,8 @@ impl<T> Chan<T> {
     /// Queues a select arm's `node` unless the receive is ready (then true).
     pub(crate) fn register_recv(&self, node: &Node, ctx: &Ctx) -> bool {
         let mut wakes = Wakes::new();
-        let mut g = self.inner.lock();
+        let mut g = self.lock();
+        g.hinted = true; // as in `register_send`
         if self.recv_ready(&g, ctx) {
             return true;
         }
@@ -557,11 +663,11 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn unregister_send(&self, node: &Node) {
-        self.inner.lock().sendq.remove(node);
+        self.lock().sendq.remove(node);
     }
 
     pub(crate) fn unregister_recv(&self, node: &Node) {
-        self.inner.lock().recvq.remove(node);
+        self.lock().recvq.remove(node);
     }
 
     /// Completes a selected send.
@@ -569,7 +675,7 @@ impl<T> Chan<T> {
         match token {
             Token::Reserved => {
                 let mut wakes = Wakes::new();
-                let mut g = self.inner.lock();
+                let mut g = self.lock();
                 g.res_send -= 1;
                 let r = if g.closed || g.rx_gone {
                     self.pump(&mut g, &mut wakes);
@@ -625,7 +731,7 @@ impl<T> Chan<T> {
         match token {
             Token::Reserved => {
                 let mut wakes = Wakes::new();
-                let mut g = self.inner.lock();
+                let mut g = self.lock();
                 g.res_recv -= 1;
                 let v = g.buf.pop_front().expect("a reserved message is buffered");
                 self.pump(&mut g, &mut wakes);
@@ -672,7 +778,7 @@ impl<T> Chan<T> {
         match token {
             Token::Reserved => {
                 let mut wakes = Wakes::new();
-                let mut g = self.inner.lock();
+                let mut g = self.lock();
                 if send {
                     g.res_send -= 1;
                 } else {

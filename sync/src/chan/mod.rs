@@ -413,6 +413,9 @@ impl<T> UnwindSafe for Sender<T> {}
 impl<T> RefUnwindSafe for Sender<T> {}
 
 impl<T> Selectable for Sender<T> {
+    fn may_be_ready(&self) -> bool {
+        self.chan.may_send()
+    }
     fn try_select(&self, token: &mut Token) -> bool {
         self.chan.try_select_send(token)
     }
@@ -703,6 +706,14 @@ impl<T> UnwindSafe for Receiver<T> {}
 impl<T> RefUnwindSafe for Receiver<T> {}
 
 impl<T> Selectable for Receiver<T> {
+    fn may_be_ready(&self) -> bool {
+        match &self.flavor {
+            Flavor::Chan(c) => c.may_recv(),
+            // Timer channels check readiness without a lock anyway.
+            Flavor::At(..) | Flavor::Tick(..) => true,
+            Flavor::Never => false,
+        }
+    }
     fn try_select(&self, token: &mut Token) -> bool {
         let taken = match &self.flavor {
             Flavor::Chan(c) => return c.try_select_recv(token),

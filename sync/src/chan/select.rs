@@ -7,6 +7,9 @@
 //!    the first one that can proceed now. Committing is done under that
 //!    channel's lock and leaves a [`Token`] describing what was secured: a
 //!    buffer reservation, a claimed peer waiter, disconnection, a timer tick.
+//!    A channel whose lock-free readiness hint says "no" is skipped without
+//!    locking it (a parking select thus locks each channel twice, to
+//!    register and to unregister, as Go's does, not three times).
 //! 2. **Register**: put one [`Node`] per operation into the channels'
 //!    queues, all pointing at one shared [`Ctx`]. Each registration checks
 //!    readiness under the channel's lock first; if an operation became
@@ -57,6 +60,10 @@ pub(crate) enum Token {
 
 /// The operations of one end of a channel that a select needs.
 pub(crate) trait Selectable {
+    /// A lock-free hint: `false` only if the operation could not proceed as
+    /// of the last change this thread can see. Lets the try pass skip
+    /// locking channels that are not ready; registration re-checks.
+    fn may_be_ready(&self) -> bool;
     /// Commits the operation if it can proceed now.
     fn try_select(&self, token: &mut Token) -> bool;
     /// Could the operation proceed now? (No commitment.)
@@ -189,8 +196,13 @@ pub(crate) fn run<'a>(
         }
     }
     loop {
-        // 1. Try.
+        // 1. Try. Channels whose hint says they are not ready are not
+        // locked: if one became ready since, its registration (under its
+        // lock) sees it and this round starts again.
         for op in ops.iter() {
+            if !op.handle.may_be_ready() {
+                continue;
+            }
             if observe {
                 if op.handle.is_ready() {
                     return Some((*op, Token::None));
