@@ -105,3 +105,36 @@ fn counts_stay_exact_when_stacks_change_threads() {
     // Every thread that cached stacks has exited and handed them back.
     assert!(s.pooled + s.free_slots >= 40, "{s:?}");
 }
+
+/// Threads own a counts shard each (updated without locked instructions)
+/// while shards last; the rest share one with atomic adds, and an exiting
+/// thread's shard goes to the next. Two waves of 48 threads, all alive at
+/// once within a wave, so both kinds of shard and reuse are exercised.
+#[test]
+fn counts_stay_exact_with_more_threads_than_shards() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let base = stats();
+    for _wave in 0..2 {
+        let all_alive = std::sync::Arc::new(std::sync::Barrier::new(48));
+        let threads: Vec<_> = (0..48)
+            .map(|i| {
+                let all_alive = all_alive.clone();
+                std::thread::spawn(move || {
+                    all_alive.wait();
+                    for round in 0..1000 {
+                        let batch: Vec<_> = (0..1 + (i + round) % 5)
+                            .map(|_| Stack::new(32 * 1024).unwrap())
+                            .collect();
+                        drop(batch);
+                    }
+                    // One stack outlives its thread: released elsewhere.
+                    Stack::new(32 * 1024).unwrap()
+                })
+            })
+            .collect();
+        let kept: Vec<Stack> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(stats().in_use, base.in_use + 48, "{:?}", stats());
+        drop(kept);
+        assert_eq!(stats().in_use, base.in_use, "{:?}", stats());
+    }
+}
