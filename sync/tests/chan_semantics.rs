@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{both, not_early, sleep_ms, spawn};
+use common::{both, eventually, not_early, sleep_ms, spawn};
 use corun_runtime::WaitReason;
 use corun_sync::chan::*;
 
@@ -346,18 +346,6 @@ fn select_default_and_timeout() {
     });
 }
 
-/// Polls `f` (a select with `default`) until it succeeds; fails after 10 s.
-fn poll_until(mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "never became ready"
-        );
-        sleep_ms(1);
-    }
-}
-
 #[test]
 fn select_default_sees_peers_parked_on_a_channel_selects_block_on() {
     // A select that blocks on a channel turns on its lock-free readiness
@@ -384,7 +372,7 @@ fn select_default_sees_peers_parked_on_a_channel_selects_block_on() {
         // Now peers park first; selects with `default` poll.
         let s1 = s.clone();
         let h = spawn(coro, move || s1.send(3).unwrap());
-        poll_until(|| {
+        eventually(|| {
             select! {
                 recv(r) -> v => { assert_eq!(v, Ok(3)); true },
                 default => false,
@@ -393,7 +381,7 @@ fn select_default_sees_peers_parked_on_a_channel_selects_block_on() {
         h();
         let r1 = r.clone();
         let h = spawn(coro, move || assert_eq!(r1.recv(), Ok(4)));
-        poll_until(|| {
+        eventually(|| {
             select! {
                 send(s, 4) -> res => { res.unwrap(); true },
                 default => false,

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{both, not_early, spawn, within};
+use common::{both, eventually, not_early, spawn, within};
 use corun_sync::sync::{Semaphore, SemaphorePermit};
 use proptest::prelude::*;
 
@@ -102,18 +102,6 @@ fn parked(name: &str) -> usize {
             c.wait_reason == corun_runtime::WaitReason::Semaphore && c.name.as_deref() == Some(name)
         })
         .count()
-}
-
-/// Polls `cond` for up to 20 s (liveness, not timing).
-fn eventually(mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(20),
-            "condition never held"
-        );
-        common::sleep_ms(1);
-    }
 }
 
 /// Waiters are served in order, and a large request blocks later small

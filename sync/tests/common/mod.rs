@@ -61,3 +61,15 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
         Err(p) => std::panic::resume_unwind(p),
     }
 }
+
+/// Polls `cond` for up to 20 s (liveness, not timing).
+pub fn eventually(mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "condition never held"
+        );
+        sleep_ms(1);
+    }
+}
