@@ -4,11 +4,18 @@
 //! hot paths, no parking, no user code: messages are dropped and waiters
 //! unparked after the lock is released), so spinning briefly beats a futex.
 //! A holder can still be descheduled by the OS; after a bounded spin the
-//! waiting thread yields its CPU instead of burning it.
+//! waiting thread yields its CPU instead of burning it. Waiters back off
+//! long from the first probe, which lets a holder run several critical
+//! sections in a row (see `lock_slow`).
 
 use std::cell::UnsafeCell;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Pauses a contended waiter spins before its first re-probe, doubling up
+/// to `LAST_BACKOFF`, after which it yields its CPU between probes.
+const FIRST_BACKOFF: u32 = 64;
+const LAST_BACKOFF: u32 = 128;
 
 /// `repr(C)` puts the lock word first, on the same line as the start of
 /// the value (see `Chan`'s layout).
@@ -49,17 +56,26 @@ impl<T> SpinLock<T> {
 
     #[cold]
     fn lock_slow(&self) {
-        // Exponential backoff keeps the two (or more) contending threads
-        // from bouncing the cache line on every probe.
-        let mut step = 0u32;
+        // Under contention the holder usually wants the lock again soon,
+        // and finds its line still in its own cache if no waiter probed in
+        // between. A waiter that probes right after every release makes the
+        // lock (and the channel state on its line) change cores on every
+        // operation, which costs more than the operation. So even the first
+        // wait is long (64 pauses, ~1.5 us where a pause takes 24 ns): the
+        // holder does a run of operations, then a waiter does. Measured on
+        // 2 workers: MPMC 4x4 cap 1024 55 -> 21 ns a message, unbuffered
+        // 185 -> 87, the one-worker figures; Go's lock also spins 30 pauses
+        // between attempts.
+        let mut pauses = FIRST_BACKOFF;
         loop {
             while self.locked.load(Ordering::Relaxed) {
-                if step < 7 {
-                    for _ in 0..1u32 << step {
+                if pauses <= LAST_BACKOFF {
+                    for _ in 0..pauses {
                         std::hint::spin_loop();
                     }
-                    step += 1;
+                    pauses *= 2;
                 } else {
+                    // The holder may have been descheduled: give it the CPU.
                     std::thread::yield_now();
                 }
             }
