@@ -18,6 +18,9 @@
 //! batch). A thread's lists and unused chunk tail go to the pool when it
 //! exits.
 //!
+//! A chunk's pages are committed 64 KiB at a time as the bump pointer
+//! reaches them (`commit_ahead`), cheaper than a page fault each.
+//!
 //! Chunks are never returned: task memory stays at its peak for reuse, as
 //! Go keeps its G structures. A program that once held a million tasks
 //! keeps their ~250 MB (the stacks, the big part, are trimmed by the stack
@@ -40,6 +43,11 @@ const MAX_CACHED: usize = CLASS_BYTES * CLASSES;
 /// Alignment of every block (classes are multiples of it).
 const ALIGN: usize = 16;
 const CHUNK_BYTES: usize = 256 * 1024;
+/// Chunk bytes committed at once ahead of the bump pointer: enough to
+/// amortise the system call (16 KiB windows gained nothing), little enough
+/// that a thread which carves a few tasks of a class commits 64 KiB, not
+/// the whole chunk.
+const COMMIT_BYTES: usize = 64 * 1024;
 const LOCAL_MAX: usize = 256;
 const BATCH: usize = 128;
 
@@ -109,6 +117,26 @@ impl List {
 struct Bump {
     next: usize,
     end: usize,
+    /// Up to here the chunk's pages are committed (see `commit_ahead`).
+    committed: usize,
+}
+
+/// Commits the pages of `[addr, addr + len)`, part of a chunk about to be
+/// carved into blocks, with one system call instead of a page fault each:
+/// a million live tasks fill ~60k pages, and on a VM a fault costs
+/// 1.8-2.3 us a page against 1.3 us populated 64 KiB at a time (a C
+/// loop, this machine). Best effort: an older kernel that refuses leaves
+/// the pages to fault in as before.
+fn commit_ahead(addr: usize, len: usize) {
+    #[cfg(target_os = "linux")]
+    // SAFETY: the range lies inside a chunk this thread allocated and has
+    // not handed out yet; `MADV_POPULATE_WRITE` only faults its pages in
+    // (as writes of nothing), it does not change any byte.
+    unsafe {
+        libc::madvise(addr as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE);
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (addr, len);
 }
 
 static POOL: [Mutex<Vec<List>>; CLASSES] = [const { Mutex::new(Vec::new()) }; CLASSES];
@@ -132,7 +160,11 @@ struct Local {
 impl Local {
     const EMPTY: Local = Local {
         lists: [const { List::EMPTY }; CLASSES],
-        bumps: [Bump { next: 0, end: 0 }; CLASSES],
+        bumps: [Bump {
+            next: 0,
+            end: 0,
+            committed: 0,
+        }; CLASSES],
     };
 
     fn allocate(&mut self, class: usize) -> Option<NonNull<u8>> {
@@ -157,10 +189,17 @@ impl Local {
             *bump = Bump {
                 next: chunk as usize,
                 end: chunk as usize + CHUNK_BYTES,
+                committed: chunk as usize,
             };
         }
         let block = bump.next;
         bump.next += size;
+        if bump.next > bump.committed {
+            // A block is far smaller than a window, so one window covers it.
+            let to = (bump.committed + COMMIT_BYTES).min(bump.end);
+            commit_ahead(bump.committed, to - bump.committed);
+            bump.committed = to;
+        }
         NonNull::new(block as *mut u8)
     }
 }
@@ -321,6 +360,39 @@ mod tests {
         // The other thread pooled what overflowed its list, and the rest
         // when it exited.
         assert_served_from(layout, &freed);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_fresh_chunk_is_committed_a_window_ahead() {
+        // A new thread has no list or chunk of this class: its first block
+        // starts a chunk, and the window after it is committed at once.
+        // (Checked before the thread exits: exiting links up the chunk's
+        // unused tail, which touches it.)
+        let (block, resident) = std::thread::spawn(|| {
+            let layout = Layout::from_size_align(800, 16).unwrap();
+            let block = alloc_n(layout, 1)[0];
+            let mut resident = vec![0u8; COMMIT_BYTES / 4096];
+            // SAFETY: the range is inside the chunk just carved (256 KiB,
+            // never returned), and the vector has a byte per page of it.
+            let r = unsafe {
+                libc::mincore(
+                    block as *mut libc::c_void,
+                    COMMIT_BYTES,
+                    resident.as_mut_ptr(),
+                )
+            };
+            assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
+            free_all(layout, &[block]);
+            (block, resident)
+        })
+        .join()
+        .unwrap();
+        assert_eq!(block % 4096, 0, "a chunk starts on a page");
+        assert!(
+            resident.iter().all(|b| b & 1 != 0),
+            "every page of the window is resident: {resident:?}"
+        );
     }
 
     #[test]
