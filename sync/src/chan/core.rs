@@ -51,14 +51,6 @@ pub(crate) const UNBOUNDED: usize = usize::MAX;
 /// Largest buffer allocated up front for a bounded channel.
 const PREALLOC: usize = 4096;
 
-/// Laid out so that the lock word and the state every buffered operation
-/// writes (`buf`'s indices, the reservations, the flags) share one cache
-/// line: two workers using one channel pass one line back and forth per
-/// operation, not two or three. The waiter queues start the next line;
-/// they are written when waiters come and go (every operation of an
-/// unbuffered channel), the fields after `inner` rarely (`hint` at unlocks
-/// once a select used the channel).
-#[repr(C, align(64))]
 pub(crate) struct Chan<T> {
     inner: SpinLock<Inner<T>>,
     cap: usize,
@@ -113,8 +105,6 @@ impl<T> Drop for Locked<'_, T> {
     }
 }
 
-/// `repr(C)`: see `Chan`.
-#[repr(C)]
 struct Inner<T> {
     buf: VecDeque<T>,
     /// Free slots promised to selected send operations not yet completed.

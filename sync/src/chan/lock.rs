@@ -17,9 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 const FIRST_BACKOFF: u32 = 64;
 const LAST_BACKOFF: u32 = 128;
 
-/// `repr(C)` puts the lock word first, on the same line as the start of
-/// the value (see `Chan`'s layout).
-#[repr(C)]
 pub(crate) struct SpinLock<T> {
     locked: AtomicBool,
     value: UnsafeCell<T>,
