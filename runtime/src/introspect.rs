@@ -108,7 +108,7 @@ fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
     let since = h.since.load(Ordering::Relaxed);
     Some(CoroutineInfo {
         id: h.id,
-        name: h.name.as_deref().map(str::to_owned),
+        name: h.name().map(str::to_owned),
         state,
         wait_reason: if matches!(state, State::Waiting | State::Syscall) {
             reason
@@ -118,7 +118,7 @@ fn info(shared: &Shared, t: &TaskRef, now: u64) -> Option<CoroutineInfo> {
         spawn_site: h.spawn_site,
         time_in_state: Duration::from_nanos(now.saturating_sub(since)),
         pinned: h.pinned,
-        stack_size: h.stack_size,
+        stack_size: h.stack_size(),
     })
     .filter(|_| std::ptr::eq(h.shared, shared))
 }

@@ -309,7 +309,7 @@ impl Coroutine {
     /// assert_eq!(h.coroutine().name(), Some("named"));
     /// ```
     pub fn name(&self) -> Option<&str> {
-        self.task.header().name.as_deref()
+        self.task.header().name()
     }
 }
 

@@ -410,7 +410,7 @@ fn install_panic_hook() {
             // SAFETY: the scheduler keeps the running task alive while its
             // pointer is published.
             let header = unsafe { &*task };
-            let name = header.name.as_deref().map(|n| format!(" '{n}'")).unwrap_or_default();
+            let name = header.name().map(|n| format!(" '{n}'")).unwrap_or_default();
             let msg = info.payload_as_str().unwrap_or("Box<dyn Any>");
             let at = info.location().map(|l| l.to_string()).unwrap_or_default();
             let bt = std::backtrace::Backtrace::capture();
