@@ -94,7 +94,7 @@ pub(crate) struct Header {
     /// pointer for it, not a fat one.
     name: Option<Box<Box<str>>>,
     pub(crate) spawn_site: &'static Location<'static>,
-    /// Validated, so at most `MAX_STACK_SIZE`; a `u32` packs beside the
+    /// At most `MAX_STACK_SIZE` (asserted below); a `u32` packs beside the
     /// other 32-bit fields and keeps a small task in a smaller size class.
     stack_size: u32,
     /// Coarse time (runtime nanoseconds) of the last state change seen by
@@ -116,7 +116,8 @@ pub(crate) struct Header {
     pub(crate) home: Option<std::sync::Arc<crate::pinned::Home>>,
 }
 
-// Every stack size a task is given went through `validate_size`.
+// A task's stack size is the runtime's default or went through
+// `validate_size`: either way at most `MAX_STACK_SIZE`.
 const _: () = assert!(corun_stacks::MAX_STACK_SIZE <= u32::MAX as usize);
 
 #[repr(C)]
