@@ -110,7 +110,8 @@ struct Counts {
 #[repr(align(128))]
 struct PaddedCounts(Counts);
 
-const COUNT_SHARDS: usize = 32;
+/// One bit of `FREE_SHARDS` per shard.
+const COUNT_SHARDS: usize = u32::BITS as usize;
 
 static COUNTS: [PaddedCounts; COUNT_SHARDS] = [const {
     PaddedCounts(Counts {
