@@ -5,16 +5,17 @@
 //! - A **G** is a coroutine (`task::Header`): its stack, state and identity.
 //! - A **P** is a processor: the right to run Gs. A runtime has a fixed
 //!   number of Ps (`workers`). Each owns a FIFO run queue (a crossbeam-deque
-//!   `Worker`, stolen from through its `Stealer`), a `runnext` slot for the
-//!   newest ready G, and a timer heap.
+//!   `Worker`, stolen from through its `Stealer`) of at most 256 Gs, whose
+//!   older half spills to the global injector when it is full, a `runnext`
+//!   slot for the newest ready G, and a timer heap.
 //! - An **M** is an OS thread. It runs Gs only while it holds a P. Ms without
 //!   a P either block in the poller (one at a time) or sleep on their own
 //!   futex in the idle list.
 //!
 //! # Finding work
 //!
-//! An M with a P looks, in order: due timers of its P; every 61st round the
-//! global injector (so a busy local queue cannot starve it); `runnext`; the
+//! An M with a P looks, in order: due timers of its P; every 61st round one
+//! G from the global injector (so a busy local queue cannot starve it); `runnext`; the
 //! local queue; the injector; a non-blocking poll of the network driver; then,
 //! if not too many Ms are already spinning (at most half the busy Ps), it
 //! steals half of a random victim's queue, four rounds over all Ps; in the
@@ -100,6 +101,10 @@ pub(crate) const TIME_SLICE: Duration = Duration::from_millis(10);
 
 /// How long a thief leaves a running P's `runnext` to its owner (Go: 3 us).
 const RUNNEXT_GRACE: Duration = Duration::from_micros(3);
+
+/// Tasks a local queue holds before it spills half to the injector (Go's
+/// `runq` is a ring of this size).
+const LOCAL_QUEUE_CAP: usize = 256;
 
 /// Spins for `RUNNEXT_GRACE` while `victim` keeps a task in `runnext`;
 /// true if the task is still there.
@@ -212,15 +217,36 @@ impl P {
     ///
     /// # Safety
     /// As for `local`.
-    unsafe fn push_next(&self, task: TaskRef) -> bool {
+    unsafe fn push_next(&self, task: TaskRef, injector: &Injector<TaskRef>) -> bool {
         let old = self.runnext.swap(task.into_raw(), Ordering::AcqRel);
+        if !old.is_null() {
+            // SAFETY: see `take_runnext`; the caller holds the P.
+            unsafe { self.push_local(TaskRef::from_raw(old), injector) };
+        }
+        // SAFETY: as documented.
+        !unsafe { self.local() }.is_empty()
+    }
+
+    /// Pushes `task` at the back of the local queue. A full queue first
+    /// moves its older half to the injector, as Go's `runqputslow` does: the
+    /// local queue then holds the newest work, so a spawn-heavy tree runs
+    /// subtrees to completion (and recycles their stacks) instead of
+    /// starting every node breadth-first.
+    ///
+    /// # Safety
+    /// As for `local`.
+    unsafe fn push_local(&self, task: TaskRef, injector: &Injector<TaskRef>) {
         // SAFETY: as documented.
         let local = unsafe { self.local() };
-        if !old.is_null() {
-            // SAFETY: see `take_runnext`.
-            local.push(unsafe { TaskRef::from_raw(old) });
+        if local.len() >= LOCAL_QUEUE_CAP {
+            for _ in 0..LOCAL_QUEUE_CAP / 2 {
+                match local.pop() {
+                    Some(t) => injector.push(t),
+                    None => break,
+                }
+            }
         }
-        !local.is_empty()
+        local.push(task);
     }
 
     pub(crate) fn state_name(&self) -> &'static str {
@@ -793,7 +819,7 @@ pub(crate) fn enqueue_woken(task: TaskRef) {
     let mut task = Some(task);
     let queued = with_own_p(shared, |p| {
         // SAFETY: `with_own_p` runs us with the P held in SCHED state.
-        let busy = unsafe { p.push_next(task.take().expect("once")) };
+        let busy = unsafe { p.push_next(task.take().expect("once"), &shared.injector) };
         if busy {
             shared.wakep();
         }
@@ -832,7 +858,7 @@ fn queue_locally(shared: &Shared, task: TaskRef) {
     let mut task = Some(task);
     let queued = with_own_p(shared, |p| {
         // SAFETY: `with_own_p` runs us with the P held in SCHED state.
-        unsafe { p.local() }.push(task.take().expect("once"));
+        unsafe { p.push_local(task.take().expect("once"), &shared.injector) };
         shared.wakep();
     });
     if queued.is_none() {
@@ -866,7 +892,7 @@ pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef) {
             .registry
             .insert(&task, Some(unsafe { p.registry_slots() }));
         // SAFETY: as in `enqueue_woken`.
-        unsafe { p.push_next(task) };
+        unsafe { p.push_next(task, &shared.injector) };
         shared.wakep();
     });
     if queued.is_none() {
@@ -1090,8 +1116,10 @@ impl M {
                 }
             }
             self.tick = self.tick.wrapping_add(1);
+            // One task, not a batch, as Go's `globrunqget(pp, 1)`: a batch
+            // would land behind a full local queue and spill straight back.
             if self.tick.is_multiple_of(61)
-                && let Some(t) = self.steal_injector(p)
+                && let Some(t) = shared.injector.steal().success()
             {
                 return Some((t, false));
             }
@@ -1390,7 +1418,7 @@ impl M {
                         self.lost(task);
                     } else if word == SUSPEND_YIELD {
                         // SAFETY: scheduler code holding the P.
-                        unsafe { pp.local() }.push(task);
+                        unsafe { pp.push_local(task, &shared.injector) };
                     } else {
                         // Preempted: to the back of the global queue, as Go
                         // does, so it cannot retake this P at once.
@@ -1429,7 +1457,7 @@ impl M {
             Some(p) => {
                 self.acquire(p);
                 // SAFETY: scheduler code, the P was just acquired.
-                unsafe { self.pp().push_next(task) };
+                unsafe { self.pp().push_next(task, &self.shared.injector) };
             }
             None => self.shared.inject(task),
         }
