@@ -15,18 +15,63 @@
 //! may stop on one thread and continue on another, and a thread-local address
 //! computed before a switch must never be reused after it.
 //!
+//! A `Fiber` is one pointer. The coroutine's state (corosensei's handle and
+//! the context) lives at the top of the fiber's own stack, just below the
+//! slot's label, and the coroutine's frames start below it. A task that
+//! holds a fiber so pays 8 bytes for it instead of 64, and the state shares
+//! the page (and often the cache line) that a resume touches anyway. The
+//! state is moved out of the stack before the stack is given back, so the
+//! memory it lies in is never freed under it.
+//!
 //! `Fiber` is `!Send`, like corosensei's coroutine: what may sit on a
 //! suspended fiber's stack is arbitrary. The runtime moves fibers between
 //! threads and carries that argument itself (see `docs/safety.md`).
 
 use std::cell::{Cell, UnsafeCell};
-use std::mem::ManuallyDrop;
+use std::mem::size_of;
+use std::ptr::NonNull;
 
+use corosensei::stack::StackPointer;
 use corosensei::{Coroutine, CoroutineResult, Yielder};
 
 use crate::Stack;
+use crate::arena::HEADER_SIZE;
 
-type Co = Coroutine<(), usize, (), Stack>;
+type Co = Coroutine<(), usize, (), StateAbove>;
+
+/// A fiber's state, stored at the top of its stack (see the module docs).
+struct State {
+    co: Co,
+    /// This fiber's context; published by address while it runs.
+    ctx: UnsafeCell<Ctx>,
+}
+
+/// Bytes reserved for `State` below a slot's label; keeps the coroutine's
+/// base 16-byte aligned (slot tops are page-aligned).
+const STATE_SPACE: usize = size_of::<State>().next_multiple_of(16);
+
+/// Where a fiber on the slot ending at `top` keeps its `State`.
+fn state_addr(top: usize) -> usize {
+    top - HEADER_SIZE - STATE_SPACE
+}
+
+/// A stack as corosensei sees it: the slot minus the label and the `State`.
+struct StateAbove(Stack);
+
+// SAFETY: `base` lies `HEADER_SIZE + STATE_SPACE` bytes below the slot top
+// (16-byte aligned, see `STATE_SPACE`), inside the usable part, which is at
+// least MIN_STACK_SIZE bytes; the frames below it never reach the `State`
+// or the label above it. `limit` is the slot's, guard included, as the
+// trait requires.
+unsafe impl corosensei::stack::Stack for StateAbove {
+    fn base(&self) -> StackPointer {
+        StackPointer::new(state_addr(self.0.top())).expect("non-null")
+    }
+
+    fn limit(&self) -> StackPointer {
+        self.0.limit()
+    }
+}
 
 #[derive(Clone, Copy)]
 pub(crate) struct Ctx {
@@ -156,9 +201,9 @@ pub enum Resumed {
 /// assert_eq!(seen, [0, 1, 1, 2, 3, 5, 8, 13, 21, 34]);
 /// ```
 pub struct Fiber {
-    co: ManuallyDrop<Co>,
-    /// This fiber's context; published by address while it runs.
-    ctx: UnsafeCell<Ctx>,
+    /// The `State` at the top of the fiber's stack, owned by this `Fiber`
+    /// (the stack it lies in is owned by the state's coroutine).
+    state: NonNull<State>,
 }
 
 impl Fiber {
@@ -186,14 +231,39 @@ impl Fiber {
             limit: stack.bottom(),
             top: stack.top(),
         };
-        let co = Coroutine::with_stack(stack, move |y: &Yielder<(), usize>, ()| {
+        let addr = state_addr(stack.top()) as *mut State;
+        let co = Coroutine::with_stack(StateAbove(stack), move |y: &Yielder<(), usize>, ()| {
             set_yielder(y);
             f();
         });
+        // SAFETY: `addr` is inside the slot `co` now owns, above the base it
+        // was given (so no frame of it overlaps), suitably aligned (a
+        // multiple of 16 below a page-aligned top), and nothing else lives
+        // there: the previous fiber on this slot moved its state out before
+        // giving the stack back.
+        unsafe {
+            addr.write(State {
+                co,
+                ctx: UnsafeCell::new(ctx),
+            })
+        };
         Fiber {
-            co: ManuallyDrop::new(co),
-            ctx: UnsafeCell::new(ctx),
+            state: NonNull::new(addr).expect("non-null"),
         }
+    }
+
+    fn state(&self) -> &State {
+        // SAFETY: `state` was written by `new` and stays in place, alive,
+        // until `self` is consumed (`into_stack`) or dropped.
+        unsafe { self.state.as_ref() }
+    }
+
+    /// Moves the state out of the stack: the stack may then be released.
+    fn take_state(self) -> State {
+        let this = std::mem::ManuallyDrop::new(self);
+        // SAFETY: as for `state`; `this` is never used or dropped again, so
+        // the state is moved out exactly once.
+        unsafe { this.state.as_ptr().read() }
     }
 
     /// Runs the fiber until it suspends or finishes.
@@ -214,7 +284,9 @@ impl Fiber {
     /// ```
     #[inline(always)]
     pub fn resume(&mut self) -> Resumed {
-        let outer = enter(self.ctx.get());
+        // SAFETY: as for `state`; `&mut self` makes this the only borrow.
+        let state = unsafe { self.state.as_mut() };
+        let outer = enter(state.ctx.get());
         // Put the resumer's context back even if the fiber's function panics.
         struct Restore(*mut Ctx);
         impl Drop for Restore {
@@ -223,7 +295,7 @@ impl Fiber {
             }
         }
         let restore = Restore(outer);
-        let result = self.co.resume(());
+        let result = state.co.resume(());
         drop(restore);
         match result {
             CoroutineResult::Yield(word) => Resumed::Suspended(word),
@@ -242,7 +314,7 @@ impl Fiber {
     /// assert!(f.is_finished());
     /// ```
     pub fn is_finished(&self) -> bool {
-        self.co.done()
+        self.state().co.done()
     }
 
     /// True once the fiber has been resumed at least once.
@@ -256,7 +328,7 @@ impl Fiber {
     /// assert!(f.is_started() && !f.is_finished());
     /// ```
     pub fn is_started(&self) -> bool {
-        self.co.started()
+        self.state().co.started()
     }
 
     /// Takes back the stack of a finished fiber.
@@ -275,25 +347,23 @@ impl Fiber {
     /// ```
     pub fn into_stack(self) -> Stack {
         assert!(
-            self.co.done(),
+            self.is_finished(),
             "corun-stacks: into_stack on a fiber that has not finished"
         );
-        let mut this = ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again, so the coroutine is
-        // taken out exactly once.
-        let co = unsafe { ManuallyDrop::take(&mut this.co) };
-        co.into_stack()
+        self.take_state().co.into_stack().0
     }
 }
 
 impl Drop for Fiber {
     fn drop(&mut self) {
+        // SAFETY: as in `take_state`: `drop` runs once and `self` is not
+        // used after it, so the state is moved out exactly once.
+        let state = unsafe { self.state.as_ptr().read() };
         // Unwinding a suspended fiber runs its destructors on its own stack:
-        // give them the fiber's context so nested `suspend` calls and `grow`
-        // see the right fiber.
-        let outer = enter(self.ctx.get());
-        // SAFETY: `co` is dropped exactly once, here.
-        unsafe { ManuallyDrop::drop(&mut self.co) };
+        // give them the fiber's context (now in `state`, on this frame) so
+        // nested `suspend` calls and `grow` see the right fiber.
+        let outer = enter(state.ctx.get());
+        drop(state.co);
         leave(outer);
     }
 }
