@@ -15,7 +15,10 @@ static COUNTS: Mutex<()> = Mutex::new(());
 #[test]
 fn a_fiber_is_one_pointer() {
     assert_eq!(std::mem::size_of::<Fiber>(), std::mem::size_of::<usize>());
-    assert_eq!(std::mem::size_of::<Option<Fiber>>(), std::mem::size_of::<usize>());
+    assert_eq!(
+        std::mem::size_of::<Option<Fiber>>(),
+        std::mem::size_of::<usize>()
+    );
 }
 
 /// Fills most of the stack below the caller, then suspends from the bottom
