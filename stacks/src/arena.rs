@@ -7,6 +7,9 @@
 //! ^ slot base                                                               ^ slot top
 //! ```
 //!
+//! A fiber on the slot keeps its state (64 bytes) at the top of the usable
+//! part, just below the header (see `fiber.rs`).
+//!
 //! A chunk is one mapping holding `n` consecutive slots of one size class.
 //! Slots are handed out by bumping through the newest chunk, or from the free
 //! list of slots whose pages were given back. A slot's guard is installed the
