@@ -15,13 +15,14 @@
 //! # Finding work
 //!
 //! An M with a P looks, in order: due timers of its P; every 61st round one
-//! G from the global injector (so a busy local queue cannot starve it); `runnext`; the
-//! local queue; the injector; a non-blocking poll of the network driver; then,
-//! if not too many Ms are already spinning (at most half the busy Ps), it
-//! steals half of a random victim's queue, four rounds over all Ps; in the
-//! last round it also takes a victim's `runnext`, from a running P only
-//! after a 3 us grace (Go's rule: its G usually blocks at once and runs it
-//! there; a spawner that keeps running would hold it a whole slice). Finding
+//! G from the global injector (so a busy local queue cannot starve it);
+//! `runnext`; the local queue; the injector; a non-blocking poll of the
+//! network driver; then, if not too many Ms are already spinning (at most
+//! half the busy Ps), it steals half of a random victim's queue, four
+//! rounds over all Ps; in the last round it also takes a victim's
+//! `runnext`, from a running P only after a 3 us grace (Go's rule: its G
+//! usually blocks at once and runs it there; a spawner that keeps running
+//! would hold it a whole slice). Finding
 //! nothing, it puts its P on the idle list, re-checks every queue (a producer
 //! either sees the idle P and wakes someone, or its work is seen here), and
 //! stops: in the poller if no other M is there (with the earliest timer as
