@@ -206,6 +206,15 @@ impl P {
         !self.runnext.load(Ordering::SeqCst).is_null() || !self.stealer.is_empty()
     }
 
+    /// Sets the `maybe_queued` hint. Writes only a change: the line it
+    /// shares with `status` and `runnext` is read by spinning thieves,
+    /// and a store on every push made it bounce.
+    fn note_queued(&self, queued: bool) {
+        if self.maybe_queued.load(Ordering::Relaxed) != queued {
+            self.maybe_queued.store(queued, Ordering::Relaxed);
+        }
+    }
+
     fn has_runnext(&self) -> bool {
         !self.runnext.load(Ordering::Relaxed).is_null()
     }
@@ -246,7 +255,7 @@ impl P {
     unsafe fn push_local(&self, task: TaskRef, injector: &Injector<TaskRef>) {
         // SAFETY: as documented.
         let local = unsafe { self.local() };
-        self.maybe_queued.store(true, Ordering::Relaxed);
+        self.note_queued(true);
         if local.len() >= LOCAL_QUEUE_CAP {
             for _ in 0..LOCAL_QUEUE_CAP / 2 {
                 match local.pop() {
@@ -1106,7 +1115,7 @@ impl M {
                 .steal_batch_with_limit_and_pop(local, limit)
             {
                 Steal::Success(t) => {
-                    p.maybe_queued.store(true, Ordering::Relaxed);
+                    p.note_queued(true);
                     return Some(t);
                 }
                 Steal::Empty => return None,
@@ -1148,7 +1157,7 @@ impl M {
             if let Some(t) = unsafe { p.local() }.pop() {
                 return Some((t, false));
             }
-            p.maybe_queued.store(false, Ordering::Relaxed);
+            p.note_queued(false);
             if let Some(t) = self.steal_injector(p) {
                 return Some((t, false));
             }
@@ -1207,7 +1216,7 @@ impl M {
                         .steal_batch_with_limit_and_pop(local, usize::MAX)
                     {
                         Steal::Success(t) => {
-                            p.maybe_queued.store(true, Ordering::Relaxed);
+                            p.note_queued(true);
                             bump(&p.steals);
                             trace::event(trace::Kind::Steal, t.header().id, victim.idx as u32);
                             return Some(t);
