@@ -206,9 +206,9 @@ impl P {
         !self.runnext.load(Ordering::SeqCst).is_null() || !self.stealer.is_empty()
     }
 
-    /// Sets the `maybe_queued` hint. Writes only a change: the line it
-    /// shares with `status` and `runnext` is read by spinning thieves,
-    /// and a store on every push made it bounce.
+    /// Sets the `maybe_queued` hint, writing only a change: it may share
+    /// a cache line with `status` and `runnext`, which spinning thieves
+    /// read, so a push that finds it set leaves that line alone.
     fn note_queued(&self, queued: bool) {
         if self.maybe_queued.load(Ordering::Relaxed) != queued {
             self.maybe_queued.store(queued, Ordering::Relaxed);
