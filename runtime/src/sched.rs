@@ -22,11 +22,11 @@
 //! rounds over all Ps; in the last round it also takes a victim's
 //! `runnext`, from a running P only after a 3 us grace (Go's rule: its G
 //! usually blocks at once and runs it there; a spawner that keeps running
-//! would hold it a whole slice). Finding
-//! nothing, it puts its P on the idle list, re-checks every queue (a producer
-//! either sees the idle P and wakes someone, or its work is seen here), and
-//! stops: in the poller if no other M is there (with the earliest timer as
-//! timeout, like Go's findrunnable), else in the idle list.
+//! would hold it a whole slice). Finding nothing, it puts its P on the idle
+//! list, re-checks every queue (a producer either sees the idle P and wakes
+//! someone, or its work is seen here), and stops: in the poller if no
+//! other M is there (with the earliest timer as timeout, like Go's
+//! findrunnable), else in the idle list.
 //!
 //! Producers call `wakep` when there are idle Ps and no spinning M: it starts
 //! one spinning M (an idle one, the poller by notifying it, or a new thread).

@@ -155,8 +155,9 @@ pub(crate) struct TaskRef(NonNull<Header>);
 // header is made of atomics and of cells whose access is serialised by the
 // state protocol above (the fiber by its one runner, the joiner by JOIN_WAITER,
 // locals by the coroutine itself, `has_func` by the runner and then by the
-// last reference, which the count's release and acquire order after it). Moving a suspended fiber between threads
-// is the runtime's central unsafe assumption, argued in docs/safety.md.
+// last reference, which the count's release and acquire order after it).
+// Moving a suspended fiber between threads is the runtime's central unsafe
+// assumption, argued in docs/safety.md.
 unsafe impl Send for TaskRef {}
 // SAFETY: as for `Send`; `&TaskRef` only exposes the atomics and the
 // protocol-guarded cells.

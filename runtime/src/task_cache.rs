@@ -126,8 +126,8 @@ struct Bump {
 /// a million live tasks fill ~60k pages, and on a VM a fault costs
 /// 1.8-2.3 us a page against 1.3 us populated 64 KiB at a time (C loops
 /// on the Intel VM the reports first ran on; 1.2-1.35 against 1.15-1.2
-/// on the AMD one they run on now). Best effort: an older kernel that refuses leaves
-/// the pages to fault in as before.
+/// on the AMD one they run on now). Best effort: an older kernel that
+/// refuses leaves the pages to fault in as before.
 fn commit_ahead(addr: usize, len: usize) {
     #[cfg(target_os = "linux")]
     // SAFETY: the range lies inside a chunk this thread allocated and has
