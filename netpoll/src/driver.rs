@@ -19,7 +19,10 @@
 //! the count. A hang-up, error or peer shutdown (`EPOLLRDHUP`) makes a
 //! direction `closed`, which a short transfer no longer marks drained: the
 //! end of a stream that arrived with the last data has no event of its own
-//! to wait for.
+//! to wait for. Nor does a short read after urgent data (`EPOLLPRI`): TCP
+//! stops a read at the urgent mark with more data behind it, so the read
+//! direction of a socket that ever received urgent data goes by
+//! `WouldBlock` alone.
 //! Each event wakes every queued waiter exactly once (it takes them out).
 //!
 //! Events carry a key that is never reused, looked up in a map: an event
@@ -70,6 +73,11 @@ pub(crate) struct Direction {
     seq: AtomicU64,
     drained_at: AtomicU64,
     closed: AtomicBool,
+    /// A short transfer here may stop before the end of what is buffered
+    /// (urgent data seen): only `WouldBlock` proves a drain. Set before
+    /// the event's `seq` bump, so an operation whose snapshot includes
+    /// that event sees it.
+    short_proves_nothing: AtomicBool,
     waiters: Mutex<Vec<Unparker>>,
 }
 
@@ -80,6 +88,7 @@ impl Default for Direction {
             // Unknown until an operation says otherwise: try it.
             drained_at: AtomicU64::new(0),
             closed: AtomicBool::new(false),
+            short_proves_nothing: AtomicBool::new(false),
             waiters: Mutex::new(Vec::new()),
         }
     }
@@ -88,10 +97,14 @@ impl Default for Direction {
 impl Direction {
     /// A readiness event: count it and hand every waiter to `wake`.
     /// `closed`: the direction will never block again.
-    fn fire(&self, closed: bool, wake: &mut dyn FnMut(Unparker)) {
+    /// `urgent`: urgent data arrived (see `short_proves_nothing`).
+    fn fire(&self, closed: bool, urgent: bool, wake: &mut dyn FnMut(Unparker)) {
         let mut waiters = lock(&self.waiters);
         if closed {
             self.closed.store(true, Ordering::SeqCst);
+        }
+        if urgent {
+            self.short_proves_nothing.store(true, Ordering::SeqCst);
         }
         self.seq.fetch_add(1, Ordering::AcqRel);
         if !waiters.is_empty() {
@@ -116,7 +129,8 @@ impl Direction {
     /// on, so a drain can never hide one. Only ever raised, so a slow
     /// reader's older drain cannot undo a newer one.
     pub(crate) fn clear_if_unchanged(&self, since: u64) {
-        if self.closed.load(Ordering::Acquire) {
+        if self.closed.load(Ordering::Acquire) || self.short_proves_nothing.load(Ordering::Acquire)
+        {
             return;
         }
         self.drained_at.fetch_max(since + 1, Ordering::AcqRel);
@@ -292,10 +306,10 @@ impl Driver for NetDriver {
                 // Errors and hang-ups wake both sides: the retried
                 // operation reports what happened.
                 if ev.readable || ev.read_closed {
-                    s.read.fire(ev.read_closed, wake);
+                    s.read.fire(ev.read_closed, ev.urgent, wake);
                 }
                 if ev.writable || ev.write_closed {
-                    s.write.fire(ev.write_closed, wake);
+                    s.write.fire(ev.write_closed, false, wake);
                 }
             }
         });
@@ -373,7 +387,7 @@ mod tests {
             let dir = dir.clone();
             std::thread::spawn(move || {
                 for () in events_rx {
-                    dir.fire(false, &mut |u| u.unpark());
+                    dir.fire(false, false, &mut |u| u.unpark());
                 }
             })
         };

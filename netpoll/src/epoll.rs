@@ -27,6 +27,9 @@ pub(crate) struct Readiness {
     pub(crate) read_closed: bool,
     /// The socket hung up or failed: writes will not block again.
     pub(crate) write_closed: bool,
+    /// Urgent (TCP out-of-band) data arrived: a read stops short at its
+    /// mark with more data buffered behind it.
+    pub(crate) urgent: bool,
 }
 
 /// Buffer for [`Epoll::wait`].
@@ -57,6 +60,7 @@ impl Events {
                     writable: flags & libc::EPOLLOUT != 0,
                     read_closed: failed || flags & libc::EPOLLRDHUP != 0,
                     write_closed: failed,
+                    urgent: flags & libc::EPOLLPRI != 0,
                 }
             })
     }
@@ -108,11 +112,13 @@ impl Epoll {
         Ok(())
     }
 
-    /// Registers `fd` edge-triggered for reading, writing and hang-ups,
-    /// with `key` in its events. The caller removes it before closing it.
+    /// Registers `fd` edge-triggered for reading, writing, urgent data and
+    /// hang-ups, with `key` in its events. The caller removes it before
+    /// closing it.
     pub(crate) fn add(&self, fd: RawFd, key: u64) -> io::Result<()> {
         debug_assert_ne!(key, NOTIFY_KEY);
-        let interest = libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
+        let interest =
+            libc::EPOLLIN | libc::EPOLLPRI | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET;
         self.ctl(libc::EPOLL_CTL_ADD, fd, interest as u32, key)
     }
 

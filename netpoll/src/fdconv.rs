@@ -22,6 +22,13 @@ macro_rules! fd_conversions {
 
             /// The std value, back in blocking mode.
             ///
+            /// Clones made with `try_clone` share the open file and so its
+            /// blocking mode. Their reads, writes, sends and receives still
+            /// never block a worker (each call passes `MSG_DONTWAIT`), but a
+            /// cloned listener's `accept` and a cloned datagram socket's
+            /// `send_to`, `recv_from` and `peek_from` then block their
+            /// thread as std's do.
+            ///
             #[doc = concat!(
                         "```\nlet s = corun_netpoll::", stringify!($t), "::from_std(", $std_value,
                         ").unwrap();\n",
@@ -53,7 +60,8 @@ macro_rules! fd_conversions {
         }
 
         impl std::os::fd::IntoRawFd for $t {
-            /// Leaves the descriptor in blocking mode, as std's are.
+            /// Leaves the descriptor in blocking mode, as std's are (see
+            /// `into_std` for what that means to clones).
             fn into_raw_fd(self) -> std::os::fd::RawFd {
                 self.into_std()
                     .expect("fcntl on an open descriptor")
@@ -155,18 +163,31 @@ macro_rules! common_socket_methods {
     };
 }
 
-/// `Read` and `Write` for `$t` and `&$t` through `Io`.
+/// `Read` and `Write` for `$t` and `&$t` through `Io`. `short_reads_drain`:
+/// whether a short read proves the receive buffer empty (see
+/// [`Io::io_stream`](crate::io::Io::io_stream)); a Unix stream read also
+/// stops short at a message that carried ancillary data (`SCM_RIGHTS`,
+/// credentials) with more data behind it, so there only `WouldBlock` does.
 macro_rules! read_write {
-    ($t:ident) => {
+    ($t:ident, short_reads_drain: $short_reads_drain:expr) => {
         impl std::io::Read for &$t {
             fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
                 let len = buf.len();
-                self.io.io_stream(
-                    $crate::io::Dir::Read,
-                    corun_runtime::WaitReason::IoRead,
-                    len,
-                    |mut s| std::io::Read::read(&mut s, buf),
-                )
+                let read = |s: &_| $crate::nowait::recv(s, buf);
+                if $short_reads_drain {
+                    self.io.io_stream(
+                        $crate::io::Dir::Read,
+                        corun_runtime::WaitReason::IoRead,
+                        len,
+                        read,
+                    )
+                } else {
+                    self.io.io(
+                        $crate::io::Dir::Read,
+                        corun_runtime::WaitReason::IoRead,
+                        read,
+                    )
+                }
             }
 
             fn read_vectored(
@@ -176,7 +197,7 @@ macro_rules! read_write {
                 self.io.io(
                     $crate::io::Dir::Read,
                     corun_runtime::WaitReason::IoRead,
-                    |mut s| std::io::Read::read_vectored(&mut s, bufs),
+                    |s| $crate::nowait::recv_vectored(s, bufs),
                 )
             }
         }
@@ -187,7 +208,7 @@ macro_rules! read_write {
                     $crate::io::Dir::Write,
                     corun_runtime::WaitReason::IoWrite,
                     buf.len(),
-                    |mut s| std::io::Write::write(&mut s, buf),
+                    |s| $crate::nowait::send(s, buf),
                 )
             }
 
@@ -195,7 +216,7 @@ macro_rules! read_write {
                 self.io.io(
                     $crate::io::Dir::Write,
                     corun_runtime::WaitReason::IoWrite,
-                    |mut s| std::io::Write::write_vectored(&mut s, bufs),
+                    |s| $crate::nowait::send_vectored(s, bufs),
                 )
             }
 

@@ -16,7 +16,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use corun_runtime::{WaitReason, is_coroutine, yield_point};
@@ -34,6 +34,10 @@ pub(crate) enum Dir {
 pub(crate) struct Io<S: AsRawFd> {
     inner: S,
     source: OnceLock<Arc<Source>>,
+    /// Held while registering: epoll takes a descriptor once, so of two
+    /// coroutines making their first wait at the same moment the second
+    /// must find the first one's registration, not an `EEXIST`.
+    registering: Mutex<()>,
     /// Per-operation timeouts in nanoseconds, 0 for none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
@@ -48,6 +52,7 @@ impl<S: AsRawFd> Io<S> {
         Ok(Io {
             inner,
             source: OnceLock::new(),
+            registering: Mutex::new(()),
             read_timeout: AtomicU64::new(0),
             write_timeout: AtomicU64::new(0),
             nonblocking: AtomicBool::new(false),
@@ -58,7 +63,14 @@ impl<S: AsRawFd> Io<S> {
         &self.inner
     }
 
+    /// The descriptor, deregistered first: the caller may replace it, and
+    /// a registration left under the old number would later be deleted
+    /// from epoll by number, whoever owns that number by then. The next
+    /// wait registers again (`&mut self`: nobody is waiting now).
     pub(crate) fn get_mut(&mut self) -> &mut S {
+        if let Some(s) = self.source.take() {
+            s.deregister();
+        }
         &mut self.inner
     }
 
@@ -219,16 +231,13 @@ impl<S: AsRawFd> Io<S> {
         if let Some(s) = self.source.get() {
             return Ok(s);
         }
-        let s = Source::register(self.inner.as_raw_fd())?;
-        // Only one value registers its descriptor; a racing registration
-        // from another coroutine sharing `&self` loses and is undone.
-        match self.source.set(s) {
-            Ok(()) => Ok(self.source.get().expect("just set")),
-            Err(extra) => {
-                extra.deregister();
-                Ok(self.source.get().expect("set by the winner"))
-            }
+        // Held only across one `epoll_ctl`: no park inside.
+        let _registering = self.registering.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(s) = self.source.get() {
+            return Ok(s);
         }
+        let s = Source::register(self.inner.as_raw_fd())?;
+        Ok(self.source.get_or_init(|| s))
     }
 }
 

@@ -46,6 +46,7 @@ mod addr;
 mod driver;
 mod epoll;
 mod io;
+mod nowait;
 mod pollfd;
 mod tcp;
 mod udp;

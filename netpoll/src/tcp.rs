@@ -8,6 +8,7 @@ use corun_runtime::WaitReason;
 
 use crate::addr::{connect_tcp, each_addr};
 use crate::io::{Dir, Io};
+use crate::nowait;
 
 /// A TCP server socket. `accept` parks the coroutine until a peer arrives
 /// (wait reason "accept"); on a plain thread it blocks like std's.
@@ -206,7 +207,7 @@ fd_conversions!(
     "{ let l = std::net::TcpListener::bind(\"127.0.0.1:0\").unwrap(); \
      std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap() }"
 );
-read_write!(TcpStream);
+read_write!(TcpStream, short_reads_drain: true);
 
 impl TcpStream {
     /// Connects to the first address of `addr` that accepts (resolution
@@ -371,7 +372,8 @@ impl TcpStream {
     /// assert_eq!(&buf, b"abc");
     /// ```
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.io(Dir::Read, WaitReason::IoRead, |s| s.peek(buf))
+        self.io
+            .io(Dir::Read, WaitReason::IoRead, |s| nowait::peek(s, buf))
     }
 
     common_socket_methods!(

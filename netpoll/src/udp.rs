@@ -7,6 +7,7 @@ use corun_runtime::WaitReason;
 
 use crate::addr::{each_addr, resolve};
 use crate::io::{Dir, Io};
+use crate::nowait;
 
 /// A UDP socket. Receives park the coroutine until a datagram arrives;
 /// sends park only while the socket buffer is full.
@@ -125,7 +126,8 @@ impl UdpSocket {
     /// assert_eq!(a.send(b"x").unwrap(), 1);
     /// ```
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.io(Dir::Write, WaitReason::IoWrite, |s| s.send(buf))
+        self.io
+            .io(Dir::Write, WaitReason::IoWrite, |s| nowait::send(s, buf))
     }
 
     /// Receives from the connected peer.
@@ -141,7 +143,8 @@ impl UdpSocket {
     /// assert_eq!(b.recv(&mut buf).unwrap(), 6);
     /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.io(Dir::Read, WaitReason::IoRead, |s| s.recv(buf))
+        self.io
+            .io(Dir::Read, WaitReason::IoRead, |s| nowait::recv(s, buf))
     }
 
     /// As `recv`, leaving the datagram queued.
@@ -159,7 +162,8 @@ impl UdpSocket {
     /// assert_eq!(b.recv(&mut buf).unwrap(), 3);
     /// ```
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.io(Dir::Read, WaitReason::IoRead, |s| s.peek(buf))
+        self.io
+            .io(Dir::Read, WaitReason::IoRead, |s| nowait::peek(s, buf))
     }
 
     /// The local address.

@@ -7,6 +7,7 @@ use std::path::Path;
 use corun_runtime::WaitReason;
 
 use crate::io::{Dir, Io};
+use crate::nowait;
 
 /// A Unix stream server socket.
 ///
@@ -217,7 +218,7 @@ fd_conversions!(
     net::UnixStream,
     "std::os::unix::net::UnixStream::pair().unwrap().0"
 );
-read_write!(UnixStream);
+read_write!(UnixStream, short_reads_drain: false);
 
 impl UnixStream {
     /// Connects to the socket at `path`. A Unix connect completes or fails
@@ -404,7 +405,8 @@ impl UnixDatagram {
     /// assert!(a.send(b"abc").is_err(), "the peer is gone");
     /// ```
     pub fn send(&self, buf: &[u8]) -> io::Result<usize> {
-        self.io.io(Dir::Write, WaitReason::IoWrite, |s| s.send(buf))
+        self.io
+            .io(Dir::Write, WaitReason::IoWrite, |s| nowait::send(s, buf))
     }
 
     /// Receives from the connected peer.
@@ -418,7 +420,8 @@ impl UnixDatagram {
     /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io.io(Dir::Read, WaitReason::IoRead, |s| s.recv(buf))
+        self.io
+            .io(Dir::Read, WaitReason::IoRead, |s| nowait::recv(s, buf))
     }
 
     /// Sends one datagram to `path`.

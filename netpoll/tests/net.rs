@@ -3,6 +3,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::os::fd::AsRawFd;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -508,4 +509,217 @@ fn the_end_of_a_stream_that_came_with_its_data_is_seen() {
             assert_eq!(got, b"tail");
         }
     });
+}
+
+/// Two coroutines make the first wait on one shared socket at the same
+/// time: both try to register the descriptor.
+#[test]
+fn concurrent_first_waits_on_a_shared_socket() {
+    let errors = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let trials = 3000;
+    for _ in 0..trials {
+        let sock = Arc::new(UdpSocket::bind("127.0.0.1:0").unwrap());
+        sock.set_read_timeout(Some(Duration::from_millis(1)))
+            .unwrap();
+        let ready = Arc::new(AtomicUsize::new(0));
+        let hs: Vec<_> = (0..2)
+            .map(|_| {
+                let (sock, ready, errors) = (sock.clone(), ready.clone(), errors.clone());
+                rt().spawn(move || {
+                    ready.fetch_add(1, Ordering::SeqCst);
+                    let t = Instant::now();
+                    while ready.load(Ordering::SeqCst) < 2 && t.elapsed() < Duration::from_millis(2)
+                    {
+                        std::hint::spin_loop();
+                    }
+                    let mut buf = [0u8; 16];
+                    match sock.recv_from(&mut buf) {
+                        Err(e) if e.kind() == ErrorKind::TimedOut => {}
+                        other => errors.lock().unwrap().push(format!("{other:?}")),
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+    }
+    let errors = errors.lock().unwrap();
+    assert!(
+        errors.is_empty(),
+        "{} of {} trials: {:?}",
+        errors.len(),
+        trials,
+        &errors[..errors.len().min(3)]
+    );
+}
+
+/// TCP urgent data makes a read stop short with more data buffered.
+#[test]
+fn short_read_at_the_urgent_mark_is_not_a_drained_buffer() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let client = std::thread::spawn(move || {
+        let c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_nodelay(true).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        (&c).write_all(b"x").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        (&c).write_all(b"abc").unwrap();
+        // SAFETY: one byte from a live buffer on an open socket.
+        let n = unsafe { libc::send(c.as_raw_fd(), b"d".as_ptr().cast(), 1, libc::MSG_OOB) };
+        assert_eq!(n, 1);
+        (&c).write_all(b"efg").unwrap();
+        std::thread::sleep(Duration::from_secs(3));
+        drop(c);
+    });
+    let got = rt()
+        .spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 64];
+            // Parks (registers), then reads "x" (a short read).
+            let n = s.read(&mut buf).unwrap();
+            assert_eq!(&buf[..n], b"x");
+            // Everything else arrives and is polled meanwhile.
+            corun_runtime::sleep(Duration::from_millis(500));
+            let n = s.read(&mut buf).unwrap();
+            let first = buf[..n].to_vec();
+            s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let second = s.read(&mut buf).map(|n| buf[..n].to_vec());
+            (first, second)
+        })
+        .join()
+        .unwrap();
+    client.join().unwrap();
+    assert_eq!(got.0, b"abc");
+    assert_eq!(
+        got.1.unwrap(),
+        b"efg",
+        "data buffered after the urgent mark"
+    );
+}
+
+/// `PollFd::get_mut` lets safe code replace the descriptor; the old
+/// registration's number is later deleted from epoll, whoever owns it then.
+#[test]
+fn replacing_a_pollfds_descriptor_unregisters_a_stranger() {
+    let r = rt()
+        .spawn(|| {
+            let (r1, _w1) = std::io::pipe().unwrap();
+            let mut p1 = PollFd::new(r1).unwrap();
+            p1.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+            // First wait: registers r1's descriptor number.
+            let e = p1.read(&mut [0u8; 1]).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::TimedOut);
+            let old_fd = p1.as_raw_fd();
+            let (r_new, _w_new) = std::io::pipe().unwrap();
+            drop(std::mem::replace(p1.get_mut(), r_new)); // safe code; closes old_fd
+            // A stranger gets the old number and registers it.
+            let (r2, mut w2) = std::io::pipe().unwrap();
+            assert_eq!(r2.as_raw_fd(), old_fd, "descriptor number reused");
+            let p2 = Arc::new(PollFd::new(r2).unwrap());
+            p2.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let reader = {
+                let p2 = p2.clone();
+                corun_runtime::spawn(move || {
+                    let mut b = [0u8; 1];
+                    p2.read_with(|mut f| f.read(&mut b)).map(|_| b[0])
+                })
+            };
+            corun_runtime::sleep(Duration::from_millis(100)); // reader parked
+            drop(p1); // deregisters by the old number: p2's registration
+            corun_runtime::sleep(Duration::from_millis(50));
+            w2.write_all(b"!").unwrap();
+            reader.join().unwrap()
+        })
+        .join()
+        .unwrap();
+    assert_eq!(r.unwrap(), b'!');
+}
+
+/// `into_std` on one of two clones switches the shared file description
+/// back to blocking mode: the other clone's read then blocks the thread
+/// and ignores its read timeout.
+#[test]
+fn into_std_of_a_clone_breaks_the_other_clones_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let _peer = std::thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        std::thread::sleep(Duration::from_secs(4));
+        drop(s);
+    });
+    let a = TcpStream::connect(addr).unwrap();
+    let b = a.try_clone().unwrap();
+    let _std_a = a.into_std().unwrap();
+    b.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let t = Instant::now();
+    let r = (&b).read(&mut [0u8; 8]);
+    let took = t.elapsed();
+    assert!(
+        matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut) && took < Duration::from_secs(1),
+        "{r:?} after {took:?}"
+    );
+}
+
+/// A Unix stream read stops after a message that carried descriptors,
+/// with more data buffered behind it: that short read is no drain.
+#[test]
+fn short_read_after_passed_descriptors_is_not_a_drained_buffer() {
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let got = rt().spawn(move || {
+        let mut s = UnixStream::from_std(ours).unwrap();
+        let mut buf = [0u8; 64];
+        // Parks (registers), then reads "x" (a short read).
+        let n = s.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"x");
+        corun_runtime::sleep(Duration::from_millis(300));
+        let n = s.read(&mut buf).unwrap();
+        let first = buf[..n].to_vec();
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let second = s.read(&mut buf).map(|n| buf[..n].to_vec());
+        (first, second)
+    });
+    std::thread::sleep(Duration::from_millis(100));
+    (&theirs).write_all(b"x").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    send_with_descriptor(&theirs, b"abc");
+    (&theirs).write_all(b"efg").unwrap();
+    let (first, second) = got.join().unwrap();
+    assert_eq!(first, b"abc");
+    assert_eq!(
+        second.unwrap(),
+        b"efg",
+        "data buffered after the descriptors"
+    );
+}
+
+/// Sends `data` on `s` with one descriptor (`s`'s own) attached.
+fn send_with_descriptor(s: &std::os::unix::net::UnixStream, data: &[u8]) {
+    let fd = s.as_raw_fd();
+    // SAFETY: `CMSG_SPACE` is a pure size computation.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: data.as_ptr() as *mut _,
+        iov_len: data.len(),
+    };
+    // SAFETY: all-zero is a valid `msghdr`.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space;
+    // SAFETY: `msg` describes `control`, which has room for one header and
+    // one descriptor; `data` and `control` outlive the call.
+    let sent = unsafe {
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+        std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), fd);
+        libc::sendmsg(fd, &msg, 0)
+    };
+    assert_eq!(sent, data.len() as isize);
 }
