@@ -18,7 +18,8 @@
 //!   (written even if already set, see `notify`), anything else: no-op.
 //!   So a wake is queued at most once per park and never lost, even when a
 //!   yield comes between checking a condition and parking.
-//! - `begin_run`: SCHEDULED -> RUNNING, by a pinned task's thread.
+//! - `begin_run`: SCHEDULED -> RUNNING, by a pinned task's thread; refused
+//!   (false) if shutdown claimed the task first.
 //! - `end_run_park`: RUNNING or SCHEDULED -> IDLE, unless NOTIFIED, which it
 //!   consumes and reports (run again instead of sleeping).
 //! - `take_notified`: consumes NOTIFIED without switching (park fast path).
@@ -44,7 +45,6 @@ pub(crate) const JOIN_WAITER: u32 = 8;
 pub(crate) trait Word {
     fn load(&self, order: Ordering) -> u32;
     fn cas_weak(&self, cur: u32, new: u32, ok: Ordering, err: Ordering) -> Result<u32, u32>;
-    fn fetch_add(&self, v: u32, order: Ordering) -> u32;
     fn fetch_and(&self, v: u32, order: Ordering) -> u32;
 }
 
@@ -64,10 +64,6 @@ macro_rules! impl_word {
                 err: Ordering,
             ) -> Result<u32, u32> {
                 <$t>::compare_exchange_weak(self, cur, new, ok, err)
-            }
-            #[inline]
-            fn fetch_add(&self, v: u32, order: Ordering) -> u32 {
-                <$t>::fetch_add(self, v, order)
             }
             #[inline]
             fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
@@ -105,10 +101,21 @@ pub(crate) fn notify(s: &impl Word) -> bool {
     }
 }
 
-/// SCHEDULED -> RUNNING (pinned runners); returns the previous word.
+/// SCHEDULED -> RUNNING (pinned runners); false if the task is no longer
+/// SCHEDULED: shutdown's `abandon` claimed it after a waker queued it.
 #[inline]
-pub(crate) fn begin_run(s: &impl Word) -> u32 {
-    s.fetch_add(RUNNING - SCHEDULED, Ordering::Acquire)
+pub(crate) fn begin_run(s: &impl Word) -> bool {
+    let mut cur = s.load(Ordering::Acquire);
+    loop {
+        if cur & LIFECYCLE != SCHEDULED {
+            return false;
+        }
+        let next = (cur & !LIFECYCLE) | RUNNING;
+        match s.cas_weak(cur, next, Ordering::Acquire, Ordering::Acquire) {
+            Ok(_) => return true,
+            Err(actual) => cur = actual,
+        }
+    }
 }
 
 /// RUNNING or SCHEDULED -> IDLE after a park, unless a wake arrived: then
@@ -287,8 +294,7 @@ mod loom_tests {
                         loom::thread::spawn(move || {
                             if notify(&*s) {
                                 if pinned {
-                                    let prev = begin_run(&*s);
-                                    assert_eq!(prev & LIFECYCLE, SCHEDULED);
+                                    assert!(begin_run(&*s));
                                 }
                                 r.fetch_add(1, Ordering::SeqCst);
                             }

@@ -93,7 +93,11 @@ pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<(
 /// Runs the task until it parks (false) or finishes (true).
 fn run(shared: &Shared, task: TaskRef) -> bool {
     let header = task.header();
-    header.begin_pinned_run();
+    if !header.begin_pinned_run() {
+        // Abandoned by shutdown after a waker put it here: completed
+        // already; only this run reference is ours to drop.
+        return true;
+    }
     loop {
         // SAFETY: we took the task from its home: we are its runner.
         let Some(fiber) = (unsafe { header.fiber() }) else {
@@ -114,6 +118,16 @@ fn run(shared: &Shared, task: TaskRef) -> bool {
             }
             Resumed::Suspended(SUSPEND_PARK) => {
                 if header.end_run_park() {
+                    // Shutdown's `abandon_all` passes over a task that is
+                    // running; one that parks once shutdown has begun is
+                    // abandoned here (by whichever claim comes first), or
+                    // its joiner would wait for good. Its run reference is
+                    // then dropped by the claim, or by this thread when it
+                    // finds it in its home.
+                    if shared.shutdown.load(Ordering::SeqCst) {
+                        header.abandon();
+                        shared.registry.remove(header, None);
+                    }
                     // A waker may hold it already: hands off.
                     task.keep_while_parked();
                     return false;

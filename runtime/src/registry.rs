@@ -105,7 +105,18 @@ impl<T> Readers<T> {
     }
 
     fn drop_deferred(&self) {
-        let deferred = std::mem::take(&mut *lock(&self.deferred));
+        let deferred = {
+            let mut list = lock(&self.deferred);
+            // Counted again under the lock: between a last reader's
+            // decrement and this call a new reader may have come in and
+            // seen an item released since, which must outlive it. A reader
+            // entering after this check cannot see what the list holds
+            // (each item left its slot before its push).
+            if self.count.load(Ordering::SeqCst) != 0 {
+                return;
+            }
+            std::mem::take(&mut *list)
+        };
         drop(deferred);
     }
 }
@@ -264,6 +275,22 @@ mod tests {
         assert_eq!(drops.load(Ordering::SeqCst), 1, "a reader is still in");
         readers.leave();
         assert_eq!(drops.load(Ordering::SeqCst), 3, "the last reader out drops");
+    }
+
+    #[test]
+    fn a_reader_entering_during_the_last_leave_keeps_what_it_may_see() {
+        // `leave` is a decrement, then `drop_deferred`: a second reader and
+        // a release may come between the two, as threads interleave them.
+        let drops = Arc::new(AtomicUsize::new(0));
+        let readers = Readers::new();
+        readers.enter();
+        assert_eq!(readers.count.fetch_sub(1, Ordering::SeqCst), 1);
+        readers.enter(); // may load the item's slot before its removal
+        readers.release(Tracked(drops.clone()));
+        readers.drop_deferred(); // the first leave's second half
+        assert_eq!(drops.load(Ordering::SeqCst), 0, "dropped under a reader");
+        readers.leave();
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "the last reader out drops");
     }
 
     #[test]

@@ -532,9 +532,11 @@ impl Shared {
         }
         match self.pidleget() {
             Some(p) => {
-                if self.new_m(Some(p), true).is_err() {
-                    self.pidleput(p);
-                    self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+                // Work waits for an idle P that no M can be found for: with
+                // every M stuck (in `blocking()`, say) that is a hang, so
+                // the thread cap is the clear error it is in `startm`.
+                if let Err(msg) = self.new_m(Some(p), true) {
+                    fatal(&msg);
                 }
             }
             None => {
@@ -964,22 +966,34 @@ pub(crate) fn in_syscall<R>(f: impl FnOnce() -> R) -> R {
     crate::sysmon::hurry(shared);
     struct Exit<'a> {
         p: &'a P,
+        index: usize,
         task: &'a Header,
         epoch: u64,
     }
     impl Drop for Exit<'_> {
         fn drop(&mut self) {
             self.task.set_wait_reason(crate::WaitReason::None);
+            let now = tls::ctx();
+            if now.p != self.index || now.epoch != self.epoch {
+                // `f` parked or yielded, and the coroutine runs on another
+                // P (or under another epoch) now: the M it left kept or
+                // lost the old P then (`execute`), and the status of that
+                // P is no longer ours to change.
+                return;
+            }
+            let user = status(self.epoch, P_USER);
             let kept = self
                 .p
                 .status
                 .compare_exchange(
                     status(self.epoch, P_SYSCALL),
-                    status(self.epoch, P_USER),
+                    user,
                     Ordering::AcqRel,
                     Ordering::Relaxed,
                 )
-                .is_ok();
+                .is_ok()
+                // Parked and resumed on the same P and epoch: running.
+                || self.p.status.load(Ordering::Acquire) == user;
             if !kept {
                 // sysmon gave the P away while we were blocked: let our M
                 // find us a P again.
@@ -989,6 +1003,7 @@ pub(crate) fn in_syscall<R>(f: impl FnOnce() -> R) -> R {
     }
     let _exit = Exit {
         p,
+        index: ctx.p,
         task,
         epoch: ctx.epoch,
     };
@@ -1402,9 +1417,20 @@ impl M {
             if trace::ON.load(Ordering::Relaxed) {
                 trace_stop(header.id, &resumed);
             }
+            // A park or yield inside `blocking()` switches away with the P
+            // in SYSCALL under our epoch: unless sysmon took it (a new
+            // epoch), it is still ours.
             let kept = pp
                 .status
                 .compare_exchange(user, sched, Ordering::AcqRel, Ordering::Relaxed)
+                .or_else(|_| {
+                    pp.status.compare_exchange(
+                        status(self.epoch, P_SYSCALL),
+                        sched,
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    )
+                })
                 .is_ok();
             bump(&pp.switches);
             match resumed {

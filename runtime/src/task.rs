@@ -310,14 +310,11 @@ impl Header {
         self.wait_reason.store(reason as u8, Ordering::Relaxed);
     }
 
-    /// SCHEDULED -> RUNNING, by a pinned task's thread as it takes the task.
-    pub(crate) fn begin_pinned_run(&self) {
-        let prev = lifecycle::begin_run(&self.state);
-        debug_assert_eq!(
-            prev & LIFECYCLE,
-            SCHEDULED,
-            "corun: task run while not scheduled"
-        );
+    /// SCHEDULED -> RUNNING, by a pinned task's thread as it takes the
+    /// task; false if shutdown's `abandon` claimed it first (a task woken
+    /// while the runtime shuts down is both in its home and claimable).
+    pub(crate) fn begin_pinned_run(&self) -> bool {
+        lifecycle::begin_run(&self.state)
     }
 
     /// Shown by introspection as running (a hint, see "State").
@@ -386,8 +383,9 @@ impl Header {
     /// run: nothing may run on another thread's behalf during shutdown), and
     /// completes it with an error so a joiner returns. The caller holds a
     /// reference to the task and every worker M has exited, so a SCHEDULED
-    /// task is not running (only a pinned thread may still run one, and it
-    /// holds it RUNNING).
+    /// task is not running: a pinned thread runs one only after moving it
+    /// to RUNNING by compare-and-swap (`begin_pinned_run`), which fails
+    /// once this claim is made, and skips it then.
     pub(crate) fn abandon(&self) {
         let claimed = self
             .state

@@ -108,3 +108,30 @@ fn many_blocking_calls_on_two_workers() {
     );
     assert!(rt.stats().handoffs > 0);
 }
+
+/// A park or yield inside `blocking()` switches away while the P is
+/// marked as in a system call: the P must stay with its M (or go idle),
+/// never be left marked busy with no M behind it.
+#[test]
+fn parking_inside_blocking_leaves_no_orphan_p() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let settle = || {
+        let t = Instant::now();
+        while rt.stats().idle_ps != 2 && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        rt.stats()
+    };
+    for round in 0..20 {
+        rt.spawn(|| corun_runtime::blocking(corun_runtime::yield_now))
+            .join()
+            .unwrap();
+        let s = settle();
+        assert_eq!(s.idle_ps, 2, "yield, round {round}: {s:?}");
+        rt.spawn(|| corun_runtime::blocking(|| go!(|| ()).join().unwrap()))
+            .join()
+            .unwrap();
+        let s = settle();
+        assert_eq!(s.idle_ps, 2, "join, round {round}: {s:?}");
+    }
+}

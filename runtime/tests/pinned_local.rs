@@ -188,3 +188,83 @@ fn locals_created_by_destructors_are_dropped_on_the_coroutine() {
         1
     );
 }
+
+/// Joins `h` on a helper thread; `None` if it has not returned within `d`.
+fn join_within<T: Send + 'static>(
+    h: corun_runtime::JoinHandle<T>,
+    d: Duration,
+) -> Option<std::thread::Result<T>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(h.join());
+    });
+    rx.recv_timeout(d).ok()
+}
+
+/// A pinned coroutine woken while its runtime shuts down is both in its
+/// home and claimable by shutdown: exactly one of the two may have it.
+#[test]
+fn pinned_coroutine_woken_during_shutdown_is_abandoned_once() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let start = std::time::Instant::now();
+    let mut rounds = 0;
+    while rounds < 20 || (rounds < 200 && start.elapsed() < Duration::from_secs(3)) {
+        rounds += 1;
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let h = rt.block_on(move || {
+            Builder::new()
+                .pinned(true)
+                .spawn(move || {
+                    tx.send(corun_runtime::unparker()).unwrap();
+                    loop {
+                        corun_runtime::park(corun_runtime::WaitReason::Park);
+                    }
+                })
+                .unwrap()
+        });
+        let waker = rx.recv().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let waking = {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    waker.unpark();
+                    std::thread::yield_now();
+                }
+            })
+        };
+        std::thread::sleep(Duration::from_micros(300));
+        drop(rt);
+        stop.store(true, Ordering::Relaxed);
+        waking.join().unwrap();
+        let joined = join_within(h, Duration::from_secs(5));
+        let joined = joined.unwrap_or_else(|| panic!("round {rounds}: join hung"));
+        let err = joined.expect_err("abandoned, not finished");
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        assert!(msg.contains("shut down"), "round {rounds}: {msg}");
+    }
+}
+
+/// A pinned coroutine busy while its runtime shuts down is passed over
+/// then; when it parks afterwards it is abandoned, so its joiner returns.
+#[test]
+fn pinned_coroutine_running_at_shutdown_releases_its_joiner() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let h = rt.block_on(move || {
+        Builder::new()
+            .pinned(true)
+            .spawn(move || {
+                tx.send(()).unwrap();
+                std::thread::sleep(Duration::from_millis(200));
+                corun_runtime::sleep(Duration::from_millis(1));
+            })
+            .unwrap()
+    });
+    rx.recv().unwrap();
+    drop(rt);
+    let joined = join_within(h, Duration::from_secs(5)).expect("join hung");
+    assert!(joined.is_err(), "abandoned at its park");
+}

@@ -66,6 +66,27 @@ fn children() {
             }
             println!("unreachable");
         }
+        "thread-cap-idle-p" => {
+            // The only M waits in `blocking()` for a coroutine spawned after
+            // sysmon moved its P to the idle list: running it needs a
+            // second M, which the cap forbids.
+            std::thread::spawn(|| {
+                std::thread::sleep(Duration::from_secs(20));
+                println!("hung");
+                std::process::exit(3);
+            });
+            let rt = Runtime::builder()
+                .workers(1)
+                .max_threads(1)
+                .build()
+                .unwrap();
+            let (tx, rx) = std::sync::mpsc::channel::<u32>();
+            let waiter = rt.spawn(move || corun_runtime::blocking(move || rx.recv().unwrap()));
+            std::thread::sleep(Duration::from_millis(100));
+            let _sender = rt.spawn(move || tx.send(1).unwrap());
+            let _ = waiter.join();
+            println!("unreachable");
+        }
         "env" => {
             let s = corun_runtime::stats();
             println!("ps={}", s.ps);
@@ -100,6 +121,15 @@ fn coroutine_overflow_is_reported_and_aborts() {
         "{stderr}"
     );
     assert!(stderr.contains("stack_size"), "{stderr}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("unreachable"));
+}
+
+#[test]
+fn thread_cap_met_by_work_for_an_idle_p_is_a_clear_fatal_error() {
+    let out = child("thread-cap-idle-p", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("needs more than 1 OS threads"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("unreachable"));
 }
 

@@ -103,7 +103,10 @@ impl WaitGroup {
         if state.load(Ordering::Relaxed) != new {
             panic!("sync: WaitGroup misuse: add called concurrently with wait");
         }
-        state.store(0, Ordering::Relaxed);
+        // Release: a late `wait` that reads this zero returns at once, and
+        // must see what every `done` before it published (this thread's
+        // acquire of their decrements carries it on).
+        state.store(0, Ordering::Release);
         self.inner.sema.release(waiters as usize);
     }
 
