@@ -374,7 +374,8 @@ pub fn is_coroutine() -> bool {
 /// assert_eq!(turns.load(Ordering::Relaxed), 200);
 /// ```
 pub fn yield_now() {
-    if is_coroutine() {
+    // No switch while unwinding: see `park::park_unwinding`.
+    if is_coroutine() && !std::thread::panicking() {
         corun_stacks::fiber::suspend(sched::SUSPEND_YIELD);
     } else {
         std::thread::yield_now();
@@ -401,7 +402,8 @@ pub fn yield_now() {
 /// ```
 #[inline]
 pub fn yield_point() {
-    if sched::should_yield() {
+    // No switch while unwinding: see `park::park_unwinding`.
+    if sched::should_yield() && !std::thread::panicking() {
         corun_stacks::fiber::suspend(sched::SUSPEND_PREEMPT);
     }
 }

@@ -14,7 +14,7 @@
 //! wake and never by two threads.
 
 use std::fmt;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::task::{Header, TaskRef};
 use crate::{sched, tls};
@@ -534,6 +534,10 @@ fn park_task(header: &Header, reason: WaitReason) {
         crate::yield_point();
         return;
     }
+    if std::thread::panicking() && !header.pinned {
+        park_unwinding(header, reason);
+        return;
+    }
     header.set_wait_reason(reason);
     crate::trace::event(crate::trace::Kind::Park, header.id, reason as u32);
     header.since.store(
@@ -546,6 +550,29 @@ fn park_task(header: &Header, reason: WaitReason) {
         std::sync::atomic::Ordering::Relaxed,
     );
     corun_stacks::fiber::suspend(sched::SUSPEND_PARK);
+    header.set_wait_reason(WaitReason::None);
+    end_park(header);
+}
+
+/// A park while the coroutine unwinds (a destructor that locks or waits
+/// during a panic). std counts the panics in progress per OS thread: a
+/// switch would leave this one counted on this worker for the coroutines
+/// that run next (`thread::panicking()` true for them, so locks they hold
+/// get poisoned by nobody's panic) and missing on the thread the coroutine
+/// finishes unwinding on. So it keeps its thread and waits without
+/// switching: a wake finds it not parked and leaves NOTIFIED, which it
+/// polls, napping 20 us to 1 ms between looks. Its P stays with it; sysmon
+/// hands the P on after 10 ms if others wait, as for any coroutine that
+/// holds its thread. Pinned coroutines have a thread of their own and park
+/// as usual.
+#[cold]
+fn park_unwinding(header: &Header, reason: WaitReason) {
+    header.set_wait_reason(reason);
+    let mut nap = Duration::from_micros(20);
+    while !header.take_notified() {
+        std::thread::sleep(nap);
+        nap = (nap * 2).min(Duration::from_millis(1));
+    }
     header.set_wait_reason(WaitReason::None);
     end_park(header);
 }

@@ -994,7 +994,10 @@ pub(crate) fn in_syscall<R>(f: impl FnOnce() -> R) -> R {
                 .is_ok()
                 // Parked and resumed on the same P and epoch: running.
                 || self.p.status.load(Ordering::Acquire) == user;
-            if !kept {
+            // While unwinding the coroutine keeps its thread (see
+            // `park::park_unwinding`); its next yield point after that
+            // finds the P gone and switches away.
+            if !kept && !std::thread::panicking() {
                 // sysmon gave the P away while we were blocked: let our M
                 // find us a P again.
                 corun_stacks::fiber::suspend(SUSPEND_LOST_P);

@@ -11,7 +11,9 @@
 //!
 //! Two kinds of entry exist. A wake entry unparks a coroutine parked with a
 //! deadline, but only if that park is still the one it was set for (the
-//! task's `park_seq`), so a stale entry never wakes a later park. A callback
+//! task's `park_seq`). The check and the unpark are two steps: a coroutine
+//! woken otherwise that parks again between them gets a spurious wake-up,
+//! which every park's caller re-checks its condition for. A callback
 //! entry runs a short closure (contexts use it to cancel themselves) unless
 //! it was cancelled. Stale and cancelled entries are counted and the queue is
 //! rebuilt without them once they are the majority: a server that arms and

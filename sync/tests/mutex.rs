@@ -186,3 +186,161 @@ fn guard_held_across_park() {
         })
     });
 }
+
+/// Locks a held gate in its destructor: parks while its coroutine unwinds.
+struct ParkOnDrop(Arc<Mutex<()>>);
+
+impl Drop for ParkOnDrop {
+    fn drop(&mut self) {
+        let _g = self.0.lock();
+    }
+}
+
+/// Poisoning follows `thread::panicking()`, which std counts per OS thread.
+/// A coroutine parked in the middle of unwinding must not lend its panic
+/// to the coroutines that run on its worker meanwhile: B never panics,
+/// so the lock it held across A's panic is not poisoned.
+#[test]
+fn a_coroutine_parked_mid_unwind_poisons_nobody_elses_lock() {
+    within(Duration::from_secs(30), || {
+        let rt = corun_runtime::Runtime::builder()
+            .workers(1)
+            .build()
+            .unwrap();
+        let poisoned = rt.block_on(|| {
+            let m = Arc::new(Mutex::new(0u32));
+            let gate = Arc::new(Mutex::new(()));
+            let gate_guard = gate.lock().unwrap();
+            let b = {
+                let m = m.clone();
+                corun_runtime::spawn(move || {
+                    let g = m.lock().unwrap();
+                    corun_runtime::sleep(Duration::from_millis(30));
+                    drop(g);
+                })
+            };
+            corun_runtime::sleep(Duration::from_millis(5)); // B holds m
+            let a = {
+                let gate = gate.clone();
+                corun_runtime::spawn(move || {
+                    let _d = ParkOnDrop(gate);
+                    panic!("A unwinds and waits in a destructor");
+                })
+            };
+            b.join().unwrap();
+            let poisoned = m.is_poisoned();
+            drop(gate_guard);
+            assert!(a.join().is_err());
+            poisoned
+        });
+        assert!(!poisoned, "poisoned although nobody panicked holding it");
+    });
+}
+
+/// The other way round: C panics holding a lock while A waits mid-unwind
+/// on the same worker; the lock must be poisoned, as std's would be.
+#[test]
+fn a_coroutine_parked_mid_unwind_hides_nobody_elses_panic() {
+    within(Duration::from_secs(30), || {
+        let rt = corun_runtime::Runtime::builder()
+            .workers(1)
+            .build()
+            .unwrap();
+        let poisoned = rt.block_on(|| {
+            let m = Arc::new(Mutex::new(0u32));
+            let gate = Arc::new(Mutex::new(()));
+            let gate_guard = gate.lock().unwrap();
+            let a = {
+                let gate = gate.clone();
+                corun_runtime::spawn(move || {
+                    let _d = ParkOnDrop(gate);
+                    panic!("A unwinds and waits in a destructor");
+                })
+            };
+            corun_runtime::sleep(Duration::from_millis(5)); // A waits mid-unwind
+            let c = {
+                let m = m.clone();
+                corun_runtime::spawn(move || {
+                    let _g = m.lock().unwrap();
+                    panic!("C panics holding m");
+                })
+            };
+            assert!(c.join().is_err());
+            let poisoned = m.is_poisoned();
+            drop(gate_guard);
+            assert!(a.join().is_err());
+            poisoned
+        });
+        assert!(poisoned, "a panic while holding the lock did not poison it");
+    });
+}
+
+/// A coroutine that waits while unwinding finishes unwinding on the thread
+/// it started on, so std's per-thread count of panics stays balanced on
+/// every worker: afterwards "lock, then panic" poisons wherever it runs.
+#[test]
+fn unwinding_never_moves_to_another_worker() {
+    use std::thread::ThreadId;
+    type Seen = Arc<std::sync::Mutex<(Option<ThreadId>, Option<ThreadId>)>>;
+    struct Record(Arc<Mutex<()>>, Seen);
+    impl Drop for Record {
+        fn drop(&mut self) {
+            self.1.lock().unwrap().0 = Some(std::thread::current().id());
+            let _g = self.0.lock();
+            self.1.lock().unwrap().1 = Some(std::thread::current().id());
+        }
+    }
+    within(Duration::from_secs(60), || {
+        let rt = corun_runtime::Runtime::builder()
+            .workers(2)
+            .build()
+            .unwrap();
+        rt.block_on(|| {
+            for round in 0..50 {
+                let gate = Arc::new(Mutex::new(()));
+                let gate_guard = gate.lock().unwrap();
+                let seen: Seen = Default::default();
+                let a = {
+                    let (gate, seen) = (gate.clone(), seen.clone());
+                    corun_runtime::spawn(move || {
+                        let _d = Record(gate, seen);
+                        panic!("A");
+                    })
+                };
+                corun_runtime::sleep(Duration::from_millis(2));
+                // Keep this worker busy while A is woken, inviting a move.
+                let stop = Arc::new(AtomicBool::new(false));
+                let spinner = {
+                    let stop = stop.clone();
+                    corun_runtime::spawn(move || {
+                        while !stop.load(Ordering::Relaxed) {
+                            std::hint::spin_loop();
+                        }
+                    })
+                };
+                drop(gate_guard);
+                assert!(a.join().is_err());
+                stop.store(true, Ordering::Relaxed);
+                spinner.join().unwrap();
+                let (before, after) = *seen.lock().unwrap();
+                assert_eq!(before, after, "round {round}: unwinding changed threads");
+            }
+            for probe in 0..200 {
+                let poisoned = corun_runtime::spawn(|| {
+                    let m = Mutex::new(0);
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        let _g = m.lock().unwrap();
+                        panic!("probe");
+                    }));
+                    m.is_poisoned()
+                })
+                .join()
+                .unwrap();
+                assert!(
+                    poisoned,
+                    "probe {probe}: a panic holding the lock did not poison it"
+                );
+            }
+        });
+    });
+}
