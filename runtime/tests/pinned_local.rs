@@ -189,6 +189,14 @@ fn locals_created_by_destructors_are_dropped_on_the_coroutine() {
     );
 }
 
+/// Spawns `f` as a pinned coroutine of `rt`.
+fn spawn_pinned<T: Send + 'static>(
+    rt: &Runtime,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> corun_runtime::JoinHandle<T> {
+    rt.block_on(move || Builder::new().pinned(true).spawn(f).unwrap())
+}
+
 /// Joins `h` on a helper thread; `None` if it has not returned within `d`.
 fn join_within<T: Send + 'static>(
     h: corun_runtime::JoinHandle<T>,
@@ -213,16 +221,11 @@ fn pinned_coroutine_woken_during_shutdown_is_abandoned_once() {
         rounds += 1;
         let rt = Runtime::builder().workers(1).build().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
-        let h = rt.block_on(move || {
-            Builder::new()
-                .pinned(true)
-                .spawn(move || {
-                    tx.send(corun_runtime::unparker()).unwrap();
-                    loop {
-                        corun_runtime::park(corun_runtime::WaitReason::Park);
-                    }
-                })
-                .unwrap()
+        let h = spawn_pinned(&rt, move || {
+            tx.send(corun_runtime::unparker()).unwrap();
+            loop {
+                corun_runtime::park(corun_runtime::WaitReason::Park);
+            }
         });
         let waker = rx.recv().unwrap();
         let stop = Arc::new(AtomicBool::new(false));
@@ -253,15 +256,10 @@ fn pinned_coroutine_woken_during_shutdown_is_abandoned_once() {
 fn pinned_coroutine_running_at_shutdown_releases_its_joiner() {
     let rt = Runtime::builder().workers(1).build().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
-    let h = rt.block_on(move || {
-        Builder::new()
-            .pinned(true)
-            .spawn(move || {
-                tx.send(()).unwrap();
-                std::thread::sleep(Duration::from_millis(200));
-                corun_runtime::sleep(Duration::from_millis(1));
-            })
-            .unwrap()
+    let h = spawn_pinned(&rt, move || {
+        tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(200));
+        corun_runtime::sleep(Duration::from_millis(1));
     });
     rx.recv().unwrap();
     drop(rt);

@@ -196,83 +196,80 @@ impl Drop for ParkOnDrop {
     }
 }
 
+/// Spawns A: it panics, and its destructor waits for `gate` (held by the
+/// caller) while it unwinds.
+fn panic_and_wait_in_a_destructor(gate: &Arc<Mutex<()>>) -> corun_runtime::JoinHandle<()> {
+    let gate = gate.clone();
+    corun_runtime::spawn(move || {
+        let _d = ParkOnDrop(gate);
+        panic!("A unwinds and waits in a destructor");
+    })
+}
+
+/// Runs `f` in a coroutine of a fresh one-worker runtime, within 30 s.
+fn on_one_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    within(Duration::from_secs(30), || {
+        let rt = corun_runtime::Runtime::builder()
+            .workers(1)
+            .build()
+            .unwrap();
+        rt.block_on(f)
+    })
+}
+
 /// Poisoning follows `thread::panicking()`, which std counts per OS thread.
 /// A coroutine parked in the middle of unwinding must not lend its panic
 /// to the coroutines that run on its worker meanwhile: B never panics,
 /// so the lock it held across A's panic is not poisoned.
 #[test]
 fn a_coroutine_parked_mid_unwind_poisons_nobody_elses_lock() {
-    within(Duration::from_secs(30), || {
-        let rt = corun_runtime::Runtime::builder()
-            .workers(1)
-            .build()
-            .unwrap();
-        let poisoned = rt.block_on(|| {
-            let m = Arc::new(Mutex::new(0u32));
-            let gate = Arc::new(Mutex::new(()));
-            let gate_guard = gate.lock().unwrap();
-            let b = {
-                let m = m.clone();
-                corun_runtime::spawn(move || {
-                    let g = m.lock().unwrap();
-                    corun_runtime::sleep(Duration::from_millis(30));
-                    drop(g);
-                })
-            };
-            corun_runtime::sleep(Duration::from_millis(5)); // B holds m
-            let a = {
-                let gate = gate.clone();
-                corun_runtime::spawn(move || {
-                    let _d = ParkOnDrop(gate);
-                    panic!("A unwinds and waits in a destructor");
-                })
-            };
-            b.join().unwrap();
-            let poisoned = m.is_poisoned();
-            drop(gate_guard);
-            assert!(a.join().is_err());
-            poisoned
-        });
-        assert!(!poisoned, "poisoned although nobody panicked holding it");
+    let poisoned = on_one_worker(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let gate = Arc::new(Mutex::new(()));
+        let gate_guard = gate.lock().unwrap();
+        let b = {
+            let m = m.clone();
+            corun_runtime::spawn(move || {
+                let g = m.lock().unwrap();
+                corun_runtime::sleep(Duration::from_millis(30));
+                drop(g);
+            })
+        };
+        corun_runtime::sleep(Duration::from_millis(5)); // B holds m
+        let a = panic_and_wait_in_a_destructor(&gate);
+        b.join().unwrap();
+        let poisoned = m.is_poisoned();
+        drop(gate_guard);
+        assert!(a.join().is_err());
+        poisoned
     });
+    assert!(!poisoned, "poisoned although nobody panicked holding it");
 }
 
 /// The other way round: C panics holding a lock while A waits mid-unwind
 /// on the same worker; the lock must be poisoned, as std's would be.
 #[test]
 fn a_coroutine_parked_mid_unwind_hides_nobody_elses_panic() {
-    within(Duration::from_secs(30), || {
-        let rt = corun_runtime::Runtime::builder()
-            .workers(1)
-            .build()
-            .unwrap();
-        let poisoned = rt.block_on(|| {
-            let m = Arc::new(Mutex::new(0u32));
-            let gate = Arc::new(Mutex::new(()));
-            let gate_guard = gate.lock().unwrap();
-            let a = {
-                let gate = gate.clone();
-                corun_runtime::spawn(move || {
-                    let _d = ParkOnDrop(gate);
-                    panic!("A unwinds and waits in a destructor");
-                })
-            };
-            corun_runtime::sleep(Duration::from_millis(5)); // A waits mid-unwind
-            let c = {
-                let m = m.clone();
-                corun_runtime::spawn(move || {
-                    let _g = m.lock().unwrap();
-                    panic!("C panics holding m");
-                })
-            };
-            assert!(c.join().is_err());
-            let poisoned = m.is_poisoned();
-            drop(gate_guard);
-            assert!(a.join().is_err());
-            poisoned
-        });
-        assert!(poisoned, "a panic while holding the lock did not poison it");
+    let poisoned = on_one_worker(|| {
+        let m = Arc::new(Mutex::new(0u32));
+        let gate = Arc::new(Mutex::new(()));
+        let gate_guard = gate.lock().unwrap();
+        let a = panic_and_wait_in_a_destructor(&gate);
+        corun_runtime::sleep(Duration::from_millis(5)); // A waits mid-unwind
+        let c = {
+            let m = m.clone();
+            corun_runtime::spawn(move || {
+                let _g = m.lock().unwrap();
+                panic!("C panics holding m");
+            })
+        };
+        assert!(c.join().is_err());
+        let poisoned = m.is_poisoned();
+        drop(gate_guard);
+        assert!(a.join().is_err());
+        poisoned
     });
+    assert!(poisoned, "a panic while holding the lock did not poison it");
 }
 
 /// A coroutine that waits while unwinding finishes unwinding on the thread
