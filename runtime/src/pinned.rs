@@ -117,6 +117,11 @@ fn run(shared: &Shared, task: TaskRef) -> bool {
                 return true;
             }
             Resumed::Suspended(SUSPEND_PARK) => {
+                // Once parked, the task's run reference is no longer ours:
+                // a shutdown claim may drop it, and with the registry entry
+                // and the handle gone the task would be freed under the
+                // lines below. This one keeps it alive until we return.
+                let _alive = task.clone();
                 if header.end_run_park() {
                     // Shutdown's `abandon_all` passes over a task that is
                     // running; one that parks once shutdown has begun is
