@@ -73,6 +73,9 @@ impl<T: AsRawFd> PollFd<T> {
     }
 
     /// The wrapped value, mutably. Do not switch it back to blocking mode.
+    /// Taking it leaves the poller (the next wait registers again), so the
+    /// value may even be replaced, by another descriptor in non-blocking
+    /// mode.
     ///
     /// ```
     /// use std::io::{Read, Write};
