@@ -73,21 +73,27 @@ pub(crate) fn start(shared: &'static Shared, task: TaskRef) -> std::io::Result<(
     let live = Live;
     thread::Builder::new().name(name).spawn(move || {
         let _live = live;
-        let _ = home.thread.set(thread::current());
-        tls::update(|c| c.shared = shared);
-        corun_stacks::ensure_altstack();
-        let mut next = Some(task);
-        loop {
-            let Some(task) = next.take().or_else(|| home.wait(shared)) else {
-                break;
-            };
-            if run(shared, task) {
-                break;
-            }
-        }
-        tls::update(|c| c.shared = std::ptr::null());
+        crate::sched::fatal_on_panic(|| serve(shared, &home, task));
     })?;
     Ok(())
+}
+
+/// A pinned thread's life: runs its task whenever it is woken, until it
+/// finishes or the runtime shuts down.
+fn serve(shared: &'static Shared, home: &Home, task: TaskRef) {
+    let _ = home.thread.set(thread::current());
+    tls::update(|c| c.shared = shared);
+    corun_stacks::ensure_altstack();
+    let mut next = Some(task);
+    loop {
+        let Some(task) = next.take().or_else(|| home.wait(shared)) else {
+            break;
+        };
+        if run(shared, task) {
+            break;
+        }
+    }
+    tls::update(|c| c.shared = std::ptr::null());
 }
 
 /// Runs the task until it parks (false) or finishes (true).

@@ -64,6 +64,7 @@
 //!   re-checks periodically.
 
 use std::cell::UnsafeCell;
+use std::io::Write as _;
 use std::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering, fence,
 };
@@ -573,7 +574,7 @@ impl Shared {
         // extending the lifetime only states a fact.
         let shared: &'static Shared = unsafe { &*(self as *const Shared) };
         let builder = thread::Builder::new().name(format!("corun-{}-m{}", self.id, n));
-        let handle = builder.spawn(move || m_main(shared, p, spinning));
+        let handle = builder.spawn(move || fatal_on_panic(|| m_main(shared, p, spinning)));
         match handle {
             Ok(h) => {
                 lock(&self.threads).push(h);
@@ -777,8 +778,32 @@ fn bump(counter: &AtomicU64) {
 
 /// Prints a runtime failure that cannot be returned to anyone, and aborts.
 pub(crate) fn fatal(msg: &str) -> ! {
-    eprintln!("fatal error: {msg}");
+    // Straight to the stderr handle, not `eprintln!`: the test harness
+    // captures that macro's output and loses it when the process aborts.
+    let _ = writeln!(std::io::stderr(), "fatal error: {msg}");
     std::process::abort();
+}
+
+/// Runs the body of one of the runtime's own threads. Coroutine panics are
+/// caught inside their fibers, so a panic here is corun's own failure; a
+/// thread that died with it would leave its P, its coroutines and their
+/// joiners hanging, so the process stops with the message instead.
+pub(crate) fn fatal_on_panic<R>(body: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| payload.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a non-string payload");
+            let thread = thread::current();
+            fatal(&format!(
+                "corun: runtime thread '{}' panicked: {what}",
+                thread.name().unwrap_or("unnamed")
+            ))
+        }
+    }
 }
 
 /// The runtime of the calling coroutine or worker, else the global one.

@@ -30,7 +30,7 @@ const NETPOLL_STALE: u64 = 10_000_000;
 pub(crate) fn start(shared: &'static Shared) {
     let t = std::thread::Builder::new()
         .name(format!("corun-{}-sysmon", shared.id))
-        .spawn(move || run(shared))
+        .spawn(move || crate::sched::fatal_on_panic(|| run(shared)))
         .unwrap_or_else(|e| crate::sched::fatal(&format!("corun: could not start sysmon: {e}")));
     *shared.sysmon.lock().unwrap_or_else(|e| e.into_inner()) = Some(t.thread().clone());
 }

@@ -439,10 +439,14 @@ where
     T: Send + 'static,
 {
     let cell = ptr.cast::<Cell<F, T>>();
-    // SAFETY: the runner's first run: nobody else touches `func` or its flag.
-    let f = unsafe { take_func(cell) }.expect("corun: task started twice");
     let prefix = ptr.cast::<Prefix<T>>();
+    // The function is taken on the coroutine's own stack: the fiber's
+    // closure stays two pointers whatever the user's closure captures.
     Fiber::new(stack, move || {
+        // SAFETY: this fiber's first resume, by the task's runner: nobody
+        // else touches `func` or its flag. Shutdown's `abandon` drops the
+        // function instead only if this never ran (`has_func` still set).
+        let f = unsafe { take_func(cell) }.expect("corun: task started twice");
         let out = panic::catch_unwind(AssertUnwindSafe(f));
         // Coroutine-locals die with their coroutine, on its own stack.
         crate::local::drop_current();
@@ -489,8 +493,8 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
 }
 
 /// # Safety
-/// The caller is the task's runner (or shutdown's claim) and the task has
-/// never started.
+/// The caller is the task's runner (or shutdown's claim) and the task's
+/// fiber never finished: it never started, or shutdown leaked it.
 unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
     let cell = ptr.cast::<Cell<F, T>>();
     // SAFETY: as documented: exclusive access to func and output.

@@ -315,3 +315,33 @@ fn a_wide_spawn_tree_does_not_start_every_node_at_once() {
         "{peak} of the tree's 111,111 nodes were running or parked at once"
     );
 }
+
+/// A closure's captures travel to the coroutine's stack whatever their size
+/// (the switch code itself moves at most 1 KiB), and so does a large output.
+#[test]
+fn large_captures_and_outputs() {
+    fn sum(bytes: &[u8]) -> u64 {
+        bytes.iter().map(|&b| u64::from(b)).sum()
+    }
+    fn spawn_all() {
+        let small = [2u8; 900];
+        let page = [3u8; 4096];
+        let large = [4u8; 65536];
+        let hs = vec![
+            corun_runtime::spawn(move || sum(&small)),
+            corun_runtime::spawn(move || sum(&page)),
+            corun_runtime::spawn(move || sum(&large)),
+        ];
+        let sums: Vec<u64> = hs.into_iter().map(|h| h.join().unwrap()).collect();
+        assert_eq!(sums, [2 * 900, 3 * 4096, 4 * 65536]);
+        let out = corun_runtime::spawn(|| [6u8; 100_000]).join().unwrap();
+        assert_eq!(sum(&out), 6 * 100_000);
+        let pinned = Builder::new()
+            .pinned(true)
+            .spawn(move || sum(&page))
+            .unwrap();
+        assert_eq!(pinned.join().unwrap(), 3 * 4096);
+    }
+    spawn_all();
+    corun_runtime::spawn(spawn_all).join().unwrap();
+}

@@ -50,6 +50,11 @@ struct State {
 /// base 16-byte aligned (slot tops are page-aligned).
 const STATE_SPACE: usize = size_of::<State>().next_multiple_of(16);
 
+/// The largest function [`Fiber::new`] moves onto the new stack itself;
+/// larger ones are boxed. corosensei copies the function into the stack's
+/// first frame and panics above 1 KiB; this leaves room for its own words.
+pub const MAX_INLINE_FUNCTION: usize = 512;
+
 /// Where a fiber on the slot ending at `top` keeps its `State`.
 fn state_addr(top: usize) -> usize {
     top - HEADER_SIZE - STATE_SPACE
@@ -225,7 +230,18 @@ impl Fiber {
     /// f.resume();
     /// assert!(ran.get());
     /// ```
+    ///
+    /// A function of any size is accepted: one larger than
+    /// [`MAX_INLINE_FUNCTION`] bytes is boxed, because the switch code copies
+    /// the function onto the new stack and refuses large objects.
     pub fn new<F: FnOnce() + 'static>(stack: Stack, f: F) -> Fiber {
+        if size_of::<F>() > MAX_INLINE_FUNCTION {
+            return Fiber::with_small_function(stack, Box::new(f));
+        }
+        Fiber::with_small_function(stack, f)
+    }
+
+    fn with_small_function<F: FnOnce() + 'static>(stack: Stack, f: F) -> Fiber {
         let ctx = Ctx {
             yielder: std::ptr::null(),
             limit: stack.bottom(),

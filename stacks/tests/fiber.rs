@@ -105,3 +105,43 @@ fn a_fiber_dropped_before_its_first_resume_gives_its_stack_back() {
     drop(f);
     assert_eq!(stats().in_use, in_use);
 }
+
+#[test]
+fn functions_of_any_size_start_and_are_dropped_once() {
+    // Takes stacks from the pool, which other tests count.
+    let _turn = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    use corun_stacks::fiber::MAX_INLINE_FUNCTION;
+    struct Counted(Rc<Cell<u32>>);
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            self.0.set(self.0.get() + 1);
+        }
+    }
+    fn check<const N: usize>() {
+        let drops = Rc::new(Cell::new(0));
+        let sum = Rc::new(Cell::new(0u64));
+        let payload = [1u8; N];
+        let guard = Counted(drops.clone());
+        let out = sum.clone();
+        let mut f = Fiber::new(Stack::new(256 * 1024).unwrap(), move || {
+            let _guard = guard;
+            out.set(payload.iter().map(|&b| u64::from(b)).sum());
+        });
+        assert_eq!(f.resume(), Resumed::Finished);
+        assert_eq!(sum.get(), N as u64, "the whole capture arrived");
+        assert_eq!(drops.get(), 1);
+        // Never started: the function is dropped with the fiber, once.
+        let guard = Counted(drops.clone());
+        let f2 = Fiber::new(Stack::new(256 * 1024).unwrap(), move || {
+            let _keep = (&guard, payload);
+        });
+        drop(f2);
+        assert_eq!(drops.get(), 2);
+        drop(f);
+    }
+    check::<16>();
+    check::<{ MAX_INLINE_FUNCTION - 64 }>();
+    check::<{ MAX_INLINE_FUNCTION + 1 }>();
+    check::<4096>();
+    check::<65536>();
+}
