@@ -309,7 +309,11 @@ impl FrameUnparker {
     /// If this was made inside a coroutine, that coroutine has not finished:
     /// the caller knows it is still running or parked, for instance because
     /// it does not leave the frame holding this value before the call has
-    /// returned.
+    /// returned. A coroutine abandoned by runtime shutdown inside that frame
+    /// counts as not finished: its frames and its task are leaked, never
+    /// freed, and the wake does nothing (see [`is_abandoned`]).
+    ///
+    /// [`is_abandoned`]: FrameUnparker::is_abandoned
     ///
     /// ```
     /// use corun_runtime::{WaitReason, frame_unparker, park};
@@ -328,7 +332,8 @@ impl FrameUnparker {
             FrameTarget::Task(header) => {
                 // SAFETY: the caller guarantees the coroutine has not
                 // finished, so the task is alive (it holds its run
-                // reference until it completes, and the registry one).
+                // reference until it completes, and the registry one; an
+                // abandoned one is leaked).
                 let task =
                     std::mem::ManuallyDrop::new(unsafe { TaskRef::from_raw(header.as_ptr()) });
                 if let Some(scheduled) = task.notify() {
@@ -336,6 +341,34 @@ impl FrameUnparker {
                 }
             }
             FrameTarget::Thread(thread) => thread.unpark(),
+        }
+    }
+
+    /// Whether the coroutine was abandoned by its runtime's shutdown while
+    /// waiting: it will never run again, so a waker should hand it nothing
+    /// (a channel passes such a waiter by). Always false for a thread.
+    ///
+    /// # Safety
+    /// As for [`unpark`](FrameUnparker::unpark).
+    ///
+    /// ```
+    /// use corun_runtime::frame_unparker;
+    ///
+    /// corun_runtime::go!(|| {
+    ///     let me = frame_unparker();
+    ///     // SAFETY: this coroutine is running, so it has not finished.
+    ///     assert!(!unsafe { me.is_abandoned() });
+    /// })
+    /// .join()
+    /// .unwrap();
+    /// ```
+    #[inline]
+    pub unsafe fn is_abandoned(&self) -> bool {
+        match &self.0 {
+            // SAFETY: by the caller's contract the task is alive: running,
+            // parked, or abandoned and leaked.
+            FrameTarget::Task(header) => unsafe { header.as_ref() }.is_abandoned(),
+            FrameTarget::Thread(_) => false,
         }
     }
 }

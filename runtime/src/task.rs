@@ -41,7 +41,8 @@
 //! takes it over without counting (`notify`). So a park and a wake cost no
 //! reference-count traffic, and a parked task cannot be freed under its
 //! waker. The runner drops the run reference when the task completes;
-//! shutdown's `abandon` drops that of a task it finds parked.
+//! shutdown's `abandon` drops that of a task it finds parked, and leaks one
+//! reference for every fiber it leaks.
 
 use std::alloc::Layout;
 use std::any::Any;
@@ -381,7 +382,11 @@ impl Header {
     /// Runtime shutdown: claims a task that is not running, leaks its
     /// started fiber (its code does not continue, its destructors do not
     /// run: nothing may run on another thread's behalf during shutdown), and
-    /// completes it with an error so a joiner returns. The caller holds a
+    /// completes it with an error so a joiner returns. A leaked fiber's
+    /// frames stay where they are, and wait records in them (a channel
+    /// waiter's `FrameUnparker`) still point at this header, so the header
+    /// is leaked with them: it stays COMPLETE, wakes reaching it do nothing,
+    /// and `is_abandoned` tells wakers to pass it by. The caller holds a
     /// reference to the task and every worker M has exited, so a SCHEDULED
     /// task is not running: a pinned thread runs one only after moving it
     /// to RUNNING by compare-and-swap (`begin_pinned_run`), which fails
@@ -401,6 +406,9 @@ impl Header {
         // SAFETY: our claim made us the runner (see above).
         if let Some(fiber) = unsafe { (*self.fiber.get()).take() } {
             std::mem::forget(fiber);
+            // A reference nobody will drop: the header outlives the leaked
+            // frames (see above).
+            self.refs.fetch_add(1, Ordering::Relaxed);
         }
         let msg = format!(
             "corun: the runtime shut down before coroutine {} finished",
@@ -415,6 +423,13 @@ impl Header {
             // reference keeps the task alive past this drop.
             drop(TaskRef(NonNull::from(self)));
         }
+    }
+
+    /// Was the task abandoned by shutdown with its fiber started? Only
+    /// meaningful to a caller that knows the fiber never returned (it holds
+    /// a wait record in one of its frames): then COMPLETE means abandoned.
+    pub(crate) fn is_abandoned(&self) -> bool {
+        self.state.load(Ordering::Acquire) & LIFECYCLE == COMPLETE
     }
 
     /// -> COMPLETE, by the runner or shutdown's claim; wakes the joiner if

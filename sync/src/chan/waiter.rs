@@ -87,6 +87,11 @@ pub(crate) mod sys {
         pub(crate) unsafe fn unpark(&self) {
             self.0.unpark();
         }
+
+        /// Loom threads are never abandoned.
+        pub(crate) unsafe fn is_abandoned(&self) -> bool {
+            false
+        }
     }
 
     pub(crate) fn frame_unparker() -> FrameUnparker {
@@ -155,10 +160,30 @@ impl Ctx {
         }
     }
 
-    /// Is the owner still waiting?
+    /// Has nothing completed or aborted the owner's wait yet? (Asked by the
+    /// owner itself, which is alive to ask.)
     #[inline]
     pub(crate) fn is_waiting(&self) -> bool {
         self.state.load(Ordering::Acquire) == WAITING
+    }
+
+    /// Is the owner still waiting, and alive to take what it waits for?
+    /// (Asked by others, about a queued node's owner.)
+    #[inline]
+    fn is_live_waiter(&self) -> bool {
+        self.is_waiting() && !self.owner_abandoned()
+    }
+
+    /// Was the owner abandoned by its runtime's shutdown while it waited?
+    /// Its frames are leaked, so this context stays readable, but it will
+    /// never run again: claimers pass it by, so a value is never handed to
+    /// it and nobody waits for it to supply one.
+    #[inline]
+    fn owner_abandoned(&self) -> bool {
+        // SAFETY: the owner has not returned from the frame holding this
+        // context (a claimer reaches it through a linked node, the owner
+        // through `&self`), which is `is_abandoned`'s contract.
+        unsafe { self.unparker.is_abandoned() }
     }
 
     /// Claims the owner for its node `index`. Called under the lock of the
@@ -268,7 +293,8 @@ impl Ctx {
         let c = unsafe { &*ctx };
         c.packet.store(packet, Ordering::Release);
         // SAFETY: the owner waits in its frame for `released`, set below,
-        // so its coroutine has not finished.
+        // so its coroutine has not finished (or was abandoned by shutdown
+        // there, and its task is leaked).
         unsafe { c.unparker.unpark() };
         // Last access: the owner may return and free `*ctx` after this.
         c.released.store(true, Ordering::Release);
@@ -317,13 +343,16 @@ impl Node {
         }
     }
 
-    /// Claims the owner for this node; false if it was claimed elsewhere or
-    /// aborted. Called by the claimer that popped the node, under the lock.
+    /// Claims the owner for this node; false if it was claimed elsewhere,
+    /// aborted, or abandoned by shutdown. Called by the claimer that popped the node, under the lock.
     #[inline]
     fn claim(&self) -> bool {
         // SAFETY: a linked node's context outlives it, and the node was
         // linked until the caller popped it under the same lock.
         let ctx = unsafe { &*self.ctx };
+        if ctx.owner_abandoned() {
+            return false;
+        }
         if self.sole {
             ctx.claim_sole(self.index);
             true
@@ -471,7 +500,7 @@ impl Queue {
                     // SAFETY: just claimed, not completed.
                     unsafe { wakes.push(node.ctx, P_DONE) };
                 }
-            } else if !ctx.is_waiting() {
+            } else if !ctx.is_live_waiter() {
                 self.remove(node);
             }
         }
@@ -484,7 +513,7 @@ impl Queue {
             // SAFETY: linked nodes are alive (queue invariant).
             let node = unsafe { &*cur };
             // SAFETY: a linked node's context outlives it.
-            if !node.observer && !ptr::eq(node.ctx, own) && unsafe { &*node.ctx }.is_waiting() {
+            if !node.observer && !ptr::eq(node.ctx, own) && unsafe { &*node.ctx }.is_live_waiter() {
                 return true;
             }
             cur = node.next.get();
