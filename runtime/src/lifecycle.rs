@@ -3,7 +3,8 @@
 //! The low two bits are the lifecycle (IDLE, SCHEDULED, RUNNING, COMPLETE);
 //! NOTIFIED records a wake that arrived while the task was not parked
 //! (running, or queued after a yield), kept for its next park as
-//! `thread::park` keeps its token; JOIN_WAITER says a joiner waits.
+//! `thread::park` keeps its token; JOIN_WAITER says a joiner waits;
+//! ABANDONED marks a task shutdown completed with its frames leaked.
 //!
 //! SCHEDULED means "not parked": queued, or running on a worker M. A worker
 //! does not mark the tasks it runs, because any RMW on the word costs a
@@ -40,6 +41,9 @@ pub(crate) const COMPLETE: u32 = 3;
 pub(crate) const LIFECYCLE: u32 = 3;
 pub(crate) const NOTIFIED: u32 = 4;
 pub(crate) const JOIN_WAITER: u32 = 8;
+/// Set with COMPLETE by shutdown's `abandon` when it leaks a started fiber:
+/// the task's frames still exist but will never run again.
+pub(crate) const ABANDONED: u32 = 16;
 
 /// The operations the transitions need from an atomic `u32`.
 pub(crate) trait Word {

@@ -234,6 +234,24 @@ impl Unparker {
         }
     }
 
+    /// Whether the coroutine was abandoned by its runtime's shutdown while
+    /// it had started and not finished: it will never run again, so a waker
+    /// choosing among waiters should pass it by (a lock or semaphore hands
+    /// it nothing). Always false for a thread.
+    ///
+    /// ```
+    /// use corun_runtime::unparker;
+    ///
+    /// assert!(!unparker().is_abandoned());
+    /// assert!(!corun_runtime::go!(|| unparker().is_abandoned()).join().unwrap());
+    /// ```
+    pub fn is_abandoned(&self) -> bool {
+        match &self.0 {
+            Target::Task(task) => task.header().is_abandoned(),
+            Target::Thread(_) => false,
+        }
+    }
+
     /// True if this wakes a coroutine (not an OS thread).
     ///
     /// ```

@@ -63,7 +63,7 @@ use crate::park::{self, Unparker, WaitReason};
 use crate::sched::Shared;
 use crate::task_cache;
 
-use crate::lifecycle::{self, JOIN_WAITER, LIFECYCLE, NOTIFIED};
+use crate::lifecycle::{self, ABANDONED, JOIN_WAITER, LIFECYCLE, NOTIFIED};
 pub(crate) use crate::lifecycle::{COMPLETE, IDLE, RUNNING, SCHEDULED};
 
 type Output<T> = std::thread::Result<T>;
@@ -407,8 +407,9 @@ impl Header {
         if let Some(fiber) = unsafe { (*self.fiber.get()).take() } {
             std::mem::forget(fiber);
             // A reference nobody will drop: the header outlives the leaked
-            // frames (see above).
+            // frames (see above). Marked before `complete` publishes it.
             self.refs.fetch_add(1, Ordering::Relaxed);
+            self.state.fetch_or(ABANDONED, Ordering::Relaxed);
         }
         let msg = format!(
             "corun: the runtime shut down before coroutine {} finished",
@@ -425,11 +426,11 @@ impl Header {
         }
     }
 
-    /// Was the task abandoned by shutdown with its fiber started? Only
-    /// meaningful to a caller that knows the fiber never returned (it holds
-    /// a wait record in one of its frames): then COMPLETE means abandoned.
+    /// Was the task abandoned by shutdown with its fiber started (its
+    /// frames leaked, never to run again)?
+    #[inline]
     pub(crate) fn is_abandoned(&self) -> bool {
-        self.state.load(Ordering::Acquire) & LIFECYCLE == COMPLETE
+        self.state.load(Ordering::Acquire) & ABANDONED != 0
     }
 
     /// -> COMPLETE, by the runner or shutdown's claim; wakes the joiner if

@@ -5,47 +5,15 @@
 //! handed to a coroutine that will never run, no receiver waits for a dead
 //! `select!` to supply one, and nothing touches freed memory.
 
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+mod common;
 
-use corun_runtime::{JoinHandle, Runtime, WaitReason};
+use std::time::Duration;
+
+use common::{abandon_while_parked, within_10s};
+use corun_runtime::WaitReason;
 use corun_sync::chan::{
     Select, SendTimeoutError, TryRecvError, TrySendError, bounded, select, unbounded,
 };
-
-/// Spawns `f` on a fresh one-worker runtime, waits until the coroutine is
-/// parked for `reason`, drops the runtime, and checks the coroutine was
-/// abandoned (its join reports the shutdown).
-fn abandon_while_parked<T: Send + 'static>(
-    reason: WaitReason,
-    f: impl FnOnce() -> T + Send + 'static,
-) {
-    let rt = Runtime::builder().workers(1).build().unwrap();
-    let h: JoinHandle<T> = rt.spawn(f);
-    let id = h.id();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let live = rt.spawn(corun_runtime::coroutines).join().unwrap();
-        if live.iter().any(|c| c.id == id && c.wait_reason == reason) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the coroutine never parked");
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    drop(rt);
-    let payload = h.join().err().expect("abandoned by the shutdown");
-    let msg = payload.downcast_ref::<String>().expect("a message");
-    assert!(msg.contains("shut down"), "{msg}");
-}
-
-/// Runs `f` on a thread and fails (rather than hanging the suite) if it
-/// does not return within a generous bound.
-fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || tx.send(f()).unwrap());
-    rx.recv_timeout(Duration::from_secs(10))
-        .expect("blocked on a dead coroutine")
-}
 
 #[test]
 fn a_dead_receiver_takes_nothing() {

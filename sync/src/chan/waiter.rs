@@ -73,6 +73,11 @@ pub(crate) mod sys {
         pub(crate) fn unpark(&self) {
             self.0.unpark();
         }
+
+        /// Loom threads are never abandoned.
+        pub(crate) fn is_abandoned(&self) -> bool {
+            false
+        }
     }
 
     pub(crate) fn unparker() -> Unparker {

@@ -20,6 +20,11 @@
 //!    it finds itself already unlinked, a waker owns it and `WOKEN` is
 //!    coming: it waits for it.
 //!
+//! A waiter whose coroutine was abandoned by runtime shutdown stays linked
+//! (its frame is leaked, never freed) until a waker meets it at the head:
+//! [`List::front`] and [`List::pop_front`] unlink it without waking it, so
+//! tokens and notifications go to live waiters only.
+//!
 //! Model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p
 //! corun-sync --release --lib loom`): the hand-off to a waiter and the
 //! time-out race, with the list under a loom mutex (the spin locks of the
@@ -146,9 +151,24 @@ impl List {
     }
 
     /// The first waiter, still linked.
-    pub(crate) fn front(&self) -> Option<&Waiter> {
+    pub(crate) fn front(&mut self) -> Option<&Waiter> {
+        self.drop_abandoned_head();
         // SAFETY: linked waiters are alive (they do not return while linked).
         unsafe { self.head.as_ref() }
+    }
+
+    /// Unlinks waiters at the head whose coroutine was abandoned by its
+    /// runtime's shutdown: their frames are leaked, so they are alive but
+    /// will never run, and a token or notification handed to one would be
+    /// lost for the live waiters behind it.
+    fn drop_abandoned_head(&mut self) {
+        // SAFETY: linked waiters are alive (a leaked frame included).
+        while let Some(w) = unsafe { self.head.as_ref() }
+            && w.unparker.is_abandoned()
+        {
+            // SAFETY: `w` is the linked head; we hold the lock.
+            unsafe { self.unlink(w) };
+        }
     }
 
     /// Links `w` at the back (or the front with `front`).
@@ -187,6 +207,7 @@ impl List {
     /// Unlinks and returns the first waiter; wake it with [`Waiter::wake`]
     /// after releasing the lock.
     pub(crate) fn pop_front(&mut self) -> Option<*const Waiter> {
+        self.drop_abandoned_head();
         let p = self.head;
         if p.is_null() {
             return None;

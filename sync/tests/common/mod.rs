@@ -73,3 +73,40 @@ pub fn eventually(mut cond: impl FnMut() -> bool) {
         sleep_ms(1);
     }
 }
+
+/// Spawns `f` on a fresh one-worker runtime, waits until the coroutine is
+/// parked for `reason`, drops the runtime, and checks the coroutine was
+/// abandoned (its join reports the shutdown).
+pub fn abandon_while_parked<T: Send + 'static>(
+    reason: corun_runtime::WaitReason,
+    f: impl FnOnce() -> T + Send + 'static,
+) {
+    let rt = corun_runtime::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap();
+    let h: corun_runtime::JoinHandle<T> = rt.spawn(f);
+    let id = h.id();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let live = rt.spawn(corun_runtime::coroutines).join().unwrap();
+        if live.iter().any(|c| c.id == id && c.wait_reason == reason) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the coroutine never parked");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(rt);
+    let payload = h.join().err().expect("abandoned by the shutdown");
+    let msg = payload.downcast_ref::<String>().expect("a message");
+    assert!(msg.contains("shut down"), "{msg}");
+}
+
+/// Runs `f` on a thread and fails (rather than hanging the suite) if it
+/// does not return within a generous bound.
+pub fn within_10s<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(f()).unwrap());
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("blocked on a dead coroutine")
+}
