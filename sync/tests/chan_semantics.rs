@@ -697,6 +697,44 @@ fn introspection_methods() {
     });
 }
 
+/// `len` and `is_full` while `Select` operations hold reservations: a
+/// selected send's slot counts and fills the channel (as `try_send` sees
+/// it), a selected receive's message no longer counts, and a message handed
+/// to a blocked select arm through the buffer never pushes `len` past the
+/// capacity.
+#[test]
+fn introspection_under_select_reservations() {
+    both(|| {
+        let (s, r) = bounded::<u32>(1);
+        let mut sel = Select::new();
+        sel.send(&s);
+        let held = sel.select();
+        assert_eq!((s.len(), s.is_full()), (1, true));
+        assert!(matches!(s.try_send(9), Err(TrySendError::Full(9))));
+        held.send(&s, 1).unwrap();
+        assert_eq!((s.len(), s.is_full()), (1, true));
+
+        let mut sel = Select::new();
+        sel.recv(&r);
+        let held = sel.select();
+        assert_eq!(r.len(), 0, "the message is promised to the selection");
+        // Another selection blocks: the only message is promised.
+        let r2 = r.clone();
+        let other = spawn(corun_runtime::is_coroutine(), move || {
+            let mut sel = Select::new();
+            sel.recv(&r2);
+            let op = sel.select();
+            op.recv(&r2).unwrap()
+        });
+        // A send succeeds only by handing 2 to the blocked selection.
+        eventually(|| s.try_send(2).is_ok());
+        assert!(r.len() <= 1, "len {} over capacity 1", r.len());
+        assert_eq!(held.recv(&r), Ok(1));
+        assert_eq!(other(), 2);
+        assert_eq!((r.len(), r.is_empty(), r.is_full()), (0, true, false));
+    });
+}
+
 #[test]
 fn error_texts_match_crossbeam() {
     assert_eq!(

@@ -209,15 +209,25 @@ impl<T> Chan<T> {
         (self.cap != UNBOUNDED).then_some(self.cap)
     }
 
+    /// Messages sent and not yet received, counting as crossbeam does: a
+    /// slot reserved by a selected send counts, a message promised to a
+    /// selected receive does not (nor one handed to a waiting select arm,
+    /// which passes through the buffer). Never above the capacity.
     pub(crate) fn len(&self) -> usize {
-        self.lock().buf.len()
+        let g = self.lock();
+        g.buf.len() + g.res_send - g.res_recv
     }
 
+    /// Whether `try_send` would find no free slot (it may still succeed by
+    /// handing the message to a waiting receiver).
     pub(crate) fn is_full(&self) -> bool {
         match self.cap {
             0 => true,
             UNBOUNDED => false,
-            cap => self.lock().buf.len() >= cap,
+            cap => {
+                let g = self.lock();
+                g.buf.len() + g.res_send >= cap
+            }
         }
     }
 
