@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use common::{abandon_while_parked, within_10s};
 use corun_runtime::WaitReason;
-use corun_sync::sync::{Condvar, Mutex, Semaphore};
+use corun_sync::sync::{Condvar, Mutex, Semaphore, WaitGroup};
 
 #[test]
 fn a_dead_semaphore_waiter_gets_no_permit() {
@@ -95,4 +95,46 @@ fn a_mutex_with_a_dead_waiter_still_wakes_live_ones() {
         }
     });
     assert_eq!(*m.lock().unwrap(), 8_000);
+}
+
+#[test]
+fn a_dead_semaphore_head_does_not_hold_up_free_permits() {
+    let sem = Arc::new(Semaphore::new(1));
+    let s = sem.clone();
+    // Wants more than is free, so it stays at the head of the queue.
+    abandon_while_parked(WaitReason::Semaphore, move || s.acquire_many(2).forget());
+    let permit = sem
+        .try_acquire()
+        .expect("the free permit, past the dead head");
+    drop(permit);
+    let s = sem.clone();
+    let got = within_10s(move || {
+        s.acquire_timeout(Duration::from_secs(5))
+            .map(|p| p.forget())
+    });
+    assert!(
+        got.is_some(),
+        "a blocking acquire waited behind the dead head"
+    );
+}
+
+#[test]
+fn a_dead_waitgroup_waiter_leaves_no_token_for_the_next_round() {
+    let wg = WaitGroup::new();
+    wg.add(1);
+    let w = wg.clone();
+    abandon_while_parked(WaitReason::WaitGroup, move || w.wait());
+    wg.done();
+    // The next round must wait for its own `done`.
+    wg.add(1);
+    let done = Arc::new(AtomicBool::new(false));
+    let (d, w) = (done.clone(), wg.clone());
+    let worker = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(50));
+        d.store(true, Ordering::SeqCst);
+        w.done();
+    });
+    wg.wait();
+    assert!(done.load(Ordering::SeqCst), "wait returned before done()");
+    worker.join().unwrap();
 }

@@ -185,7 +185,7 @@ impl Semaphore {
     /// assert!(sem.try_acquire_many(2).is_some());
     /// ```
     pub fn try_acquire_many(&self, n: usize) -> Option<SemaphorePermit<'_>> {
-        self.try_fast(n).then(|| SemaphorePermit { sem: self, n })
+        (self.try_fast(n) || self.try_behind_abandoned(n)).then(|| SemaphorePermit { sem: self, n })
     }
 
     /// Like [`acquire`](Semaphore::acquire), for a semaphore in an `Arc`:
@@ -277,6 +277,52 @@ impl Semaphore {
         }
     }
 
+    /// `try_fast` refused because waiters are queued: if they are only
+    /// coroutines abandoned by runtime shutdown (which a release would
+    /// drop), drops them and takes the permits. Rare, so it locks.
+    #[cold]
+    fn try_behind_abandoned(&self, n: usize) -> bool {
+        let s = self.state.load(Ordering::Relaxed);
+        if s & HAS_WAITERS == 0 || s >> SHIFT < n {
+            return false;
+        }
+        let mut q = self.waiters.lock();
+        let woken = self.grant_behind_abandoned(&mut q);
+        let taken = q.is_empty() && self.take_unqueued(n);
+        drop(q);
+        wake(woken);
+        taken
+    }
+
+    /// Under the queue lock with the queue empty: takes `n` permits if
+    /// they are there.
+    fn take_unqueued(&self, n: usize) -> bool {
+        let mut s = self.state.load(Ordering::Relaxed);
+        while s >> SHIFT >= n {
+            match self.state.compare_exchange(
+                s,
+                (s - (n << SHIFT)) & !HAS_WAITERS,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return true,
+                Err(cur) => s = cur,
+            }
+        }
+        false
+    }
+
+    /// Under the queue lock: drops waiters abandoned by shutdown from the
+    /// head and serves the live ones that were stuck behind them (a dead
+    /// head that wanted more than is free would hold up the queue until
+    /// the next release). Returns whom to wake after the lock.
+    fn grant_behind_abandoned(&self, q: &mut List) -> Vec<*const Waiter> {
+        if q.drop_abandoned_head() == 0 {
+            return Vec::new();
+        }
+        self.grant(q)
+    }
+
     /// Takes `n` permits, waiting until `deadline`; false on time-out.
     fn acquire_raw(&self, n: usize, deadline: Option<Instant>) -> bool {
         if self.try_fast(n) {
@@ -285,6 +331,12 @@ impl Semaphore {
         let w = Waiter::new(n);
         {
             let mut q = self.waiters.lock();
+            let unblocked = self.grant_behind_abandoned(&mut q);
+            if !unblocked.is_empty() {
+                drop(q);
+                wake(unblocked);
+                return self.acquire_raw(n, deadline);
+            }
             let mut s = self.state.load(Ordering::Relaxed);
             loop {
                 if q.is_empty() && s >> SHIFT >= n {
@@ -384,7 +436,9 @@ impl Semaphore {
                 .compare_exchange(s, s - (want << SHIFT), Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                woken.extend(q.pop_front());
+                // The waiter `front` chose, even if shutdown abandoned it
+                // since: its permits were just taken for it.
+                woken.extend(q.unlink_head());
             }
         }
         if q.is_empty() {

@@ -107,7 +107,7 @@ impl WaitGroup {
         // must see what every `done` before it published (this thread's
         // acquire of their decrements carries it on).
         state.store(0, Ordering::Release);
-        self.inner.sema.release(waiters as usize);
+        self.inner.sema.release_waiters(waiters as usize);
     }
 
     /// Decrements the counter by one.

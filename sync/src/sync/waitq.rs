@@ -23,7 +23,10 @@
 //! A waiter whose coroutine was abandoned by runtime shutdown stays linked
 //! (its frame is leaked, never freed) until a waker meets it at the head:
 //! [`List::front`] and [`List::pop_front`] unlink it without waking it, so
-//! tokens and notifications go to live waiters only.
+//! tokens and notifications go to live waiters only. [`Sema::release`]
+//! keeps a token it finds no live waiter for (the mutex relies on it);
+//! [`Sema::release_waiters`] lets each dead waiter take its token with it
+//! (a wait group counts its waiters, the dead ones included).
 //!
 //! Model-checked with loom (`RUSTFLAGS="--cfg loom" cargo test -p
 //! corun-sync --release --lib loom`): the hand-off to a waiter and the
@@ -158,17 +161,20 @@ impl List {
     }
 
     /// Unlinks waiters at the head whose coroutine was abandoned by its
-    /// runtime's shutdown: their frames are leaked, so they are alive but
-    /// will never run, and a token or notification handed to one would be
-    /// lost for the live waiters behind it.
-    fn drop_abandoned_head(&mut self) {
+    /// runtime's shutdown, and returns how many: their frames are leaked,
+    /// so they are alive but will never run, and a token or notification
+    /// handed to one would be lost for the live waiters behind it.
+    pub(crate) fn drop_abandoned_head(&mut self) -> usize {
+        let mut dropped = 0;
         // SAFETY: linked waiters are alive (a leaked frame included).
         while let Some(w) = unsafe { self.head.as_ref() }
             && w.unparker.is_abandoned()
         {
             // SAFETY: `w` is the linked head; we hold the lock.
             unsafe { self.unlink(w) };
+            dropped += 1;
         }
+        dropped
     }
 
     /// Links `w` at the back (or the front with `front`).
@@ -208,6 +214,14 @@ impl List {
     /// after releasing the lock.
     pub(crate) fn pop_front(&mut self) -> Option<*const Waiter> {
         self.drop_abandoned_head();
+        self.unlink_head()
+    }
+
+    /// Unlinks and returns the head as it is, abandoned or not: for a
+    /// caller that chose it through [`List::front`] under this same lock
+    /// (its coroutine may have been abandoned since, but the caller has
+    /// already counted on this waiter, not the next).
+    pub(crate) fn unlink_head(&mut self) -> Option<*const Waiter> {
         let p = self.head;
         if p.is_null() {
             return None;
@@ -329,8 +343,23 @@ impl Sema {
         w.wait(reason);
     }
 
-    /// Adds `n` tokens, handing them to waiters first.
+    /// Adds `n` tokens, handing them to waiters first. A token meant for
+    /// a waiter abandoned by shutdown goes to the next one, or is kept: the
+    /// mutex counts such a waiter as woken, and the kept token is what
+    /// lets a later waiter clear that mark.
     pub(crate) fn release(&self, n: usize) {
+        self.release_to(n, false);
+    }
+
+    /// Wakes `n` waiters, each of which may be queued already or about to
+    /// queue. An abandoned waiter met at the head takes its token with it:
+    /// for a wait group, whose count of waiters includes it, a kept token
+    /// would let the next round's waiter return before its count is zero.
+    pub(crate) fn release_waiters(&self, n: usize) {
+        self.release_to(n, true);
+    }
+
+    fn release_to(&self, n: usize, abandoned_take_tokens: bool) {
         let mut woken = [ptr::null::<Waiter>(); 8];
         let mut left = n;
         while left > 0 {
@@ -338,7 +367,14 @@ impl Sema {
             {
                 let mut g = self.inner.lock();
                 while left > 0 && k < woken.len() {
-                    match g.waiters.pop_front() {
+                    let dropped = g.waiters.drop_abandoned_head();
+                    if abandoned_take_tokens {
+                        left = left.saturating_sub(dropped);
+                        if left == 0 {
+                            break;
+                        }
+                    }
+                    match g.waiters.unlink_head() {
                         Some(w) => {
                             woken[k] = w;
                             k += 1;
