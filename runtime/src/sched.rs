@@ -784,10 +784,12 @@ pub(crate) fn fatal(msg: &str) -> ! {
     std::process::abort();
 }
 
-/// Runs the body of one of the runtime's own threads. Coroutine panics are
-/// caught inside their fibers, so a panic here is corun's own failure; a
-/// thread that died with it would leave its P, its coroutines and their
-/// joiners hanging, so the process stops with the message instead.
+/// Runs the body of one of the runtime's own threads. User code's panics
+/// are caught where it runs (a coroutine's function and its locals'
+/// destructors inside its fiber, its output's and unused function's
+/// destructors where the task is freed), so a panic here is corun's own
+/// failure; a thread that died with it would leave its P, its coroutines
+/// and their joiners hanging, so the process stops with the message.
 pub(crate) fn fatal_on_panic<R>(body: impl FnOnce() -> R) -> R {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(body)) {
         Ok(r) => r,

@@ -463,9 +463,16 @@ where
         // else touches `func` or its flag. Shutdown's `abandon` drops the
         // function instead only if this never ran (`has_func` still set).
         let f = unsafe { take_func(cell) }.expect("corun: task started twice");
-        let out = panic::catch_unwind(AssertUnwindSafe(f));
-        // Coroutine-locals die with their coroutine, on its own stack.
-        crate::local::drop_current();
+        let mut out = panic::catch_unwind(AssertUnwindSafe(f));
+        // Coroutine-locals die with their coroutine, on its own stack. A
+        // panic in their destructors is the coroutine's, as if its function
+        // had panicked (the first panic wins).
+        if let Err(payload) = panic::catch_unwind(crate::local::drop_current)
+            && out.is_ok()
+        {
+            let finished = std::mem::replace(&mut out, Err(payload));
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(finished)));
+        }
         // SAFETY: the running task holds a reference (the scheduler's), so
         // the cell is alive; the output is read only after COMPLETE, which
         // the scheduler sets after this fiber finished.
@@ -499,12 +506,23 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
     {
         std::mem::forget(fiber);
     }
-    // SAFETY: as above; dropped exactly once, here. (The function comes
-    // last: if it is still there, the output is empty and the header's
-    // fields do not panic, so it is not leaked by an unwind.)
-    unsafe {
-        std::ptr::drop_in_place(&raw mut (*cell.as_ptr()).prefix);
-        drop(take_func(cell));
+    // The output's or the unused function's destructor is user code and
+    // may panic. This may run on a worker (a detached coroutine's runner
+    // drops the last reference), where a panic would stop the runtime, so
+    // it is caught and dropped here wherever it runs; the panic hook has
+    // reported it already.
+    let dropped = panic::catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: as above; dropped exactly once, here. (The function
+        // comes last: if it is still there, the output is empty and the
+        // header's fields do not panic, so it is not leaked by an unwind.)
+        unsafe {
+            std::ptr::drop_in_place(&raw mut (*cell.as_ptr()).prefix);
+            drop(take_func(cell));
+        }
+    }));
+    if let Err(payload) = dropped {
+        // Its own destructor gets the same treatment.
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
     }
 }
 

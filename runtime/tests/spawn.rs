@@ -186,6 +186,44 @@ fn panics_stay_in_their_coroutine() {
     assert_eq!(go!(|| 7).join().unwrap(), 7);
 }
 
+/// Destructors are user code too: a panic in a coroutine-local's
+/// destructor is the coroutine's, and one in the destructor of an output
+/// or of a never-run closure, wherever the runtime drops it, costs neither
+/// the worker nor the thread that dropped the handle.
+#[test]
+fn panicking_destructors_stay_in_their_coroutine() {
+    struct Boom(&'static str);
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("{}", self.0);
+        }
+    }
+    corun_runtime::coroutine_local! {
+        static LOCAL: std::cell::RefCell<Option<Boom>> = const { std::cell::RefCell::new(None) };
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let h = rt.spawn(|| LOCAL.with(|l| *l.borrow_mut() = Some(Boom("local"))));
+    let payload = h.join().expect_err("the local's destructor panicked");
+    assert_eq!(payload.downcast_ref::<String>().unwrap(), "local");
+
+    // A detached coroutine's output is dropped by the worker that ran it.
+    for _ in 0..4 {
+        drop(rt.spawn(|| Boom("detached output")));
+    }
+    // A joined-late one's by the thread that drops the handle.
+    let h = rt.spawn(|| Boom("dropped output"));
+    while !h.is_finished() {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(h);
+    assert_eq!(
+        rt.block_on(|| go!(|| 9).join().unwrap()),
+        9,
+        "the worker survived"
+    );
+    drop(rt);
+}
+
 #[test]
 fn stealing_spreads_cpu_work() {
     let rt = Runtime::builder().workers(2).build().unwrap();

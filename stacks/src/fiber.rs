@@ -53,7 +53,7 @@ const STATE_SPACE: usize = size_of::<State>().next_multiple_of(16);
 /// The largest function [`Fiber::new`] moves onto the new stack itself;
 /// larger ones are boxed. corosensei copies the function into the stack's
 /// first frame and panics above 1 KiB; this leaves room for its own words.
-pub const MAX_INLINE_FUNCTION: usize = 512;
+const MAX_INLINE_FUNCTION: usize = 512;
 
 /// Where a fiber on the slot ending at `top` keeps its `State`.
 fn state_addr(top: usize) -> usize {
@@ -231,9 +231,9 @@ impl Fiber {
     /// assert!(ran.get());
     /// ```
     ///
-    /// A function of any size is accepted: one larger than
-    /// [`MAX_INLINE_FUNCTION`] bytes is boxed, because the switch code copies
-    /// the function onto the new stack and refuses large objects.
+    /// A function of any size is accepted: one larger than 512 bytes is
+    /// boxed, because the switch code copies the function onto the new
+    /// stack and refuses large objects.
     pub fn new<F: FnOnce() + 'static>(stack: Stack, f: F) -> Fiber {
         if size_of::<F>() > MAX_INLINE_FUNCTION {
             return Fiber::with_small_function(stack, Box::new(f));
