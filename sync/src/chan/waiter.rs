@@ -349,7 +349,8 @@ impl Node {
     }
 
     /// Claims the owner for this node; false if it was claimed elsewhere,
-    /// aborted, or abandoned by shutdown. Called by the claimer that popped the node, under the lock.
+    /// aborted, or abandoned by shutdown. Called by the claimer that popped
+    /// the node, under the lock.
     #[inline]
     fn claim(&self) -> bool {
         // SAFETY: a linked node's context outlives it, and the node was
