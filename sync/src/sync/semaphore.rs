@@ -295,7 +295,7 @@ impl Semaphore {
     }
 
     /// Under the queue lock with the queue empty: takes `n` permits if
-    /// they are there.
+    /// they are there (and clears the waiters flag with them).
     fn take_unqueued(&self, n: usize) -> bool {
         let mut s = self.state.load(Ordering::Relaxed);
         while s >> SHIFT >= n {
@@ -337,29 +337,23 @@ impl Semaphore {
                 wake(unblocked);
                 return self.acquire_raw(n, deadline);
             }
-            let mut s = self.state.load(Ordering::Relaxed);
+            // Take the permits if nobody is queued, else announce a waiter
+            // (the flag sends fast paths here), retrying if permits came
+            // back meanwhile.
             loop {
+                if q.is_empty() && self.take_unqueued(n) {
+                    return true;
+                }
+                let s = self.state.load(Ordering::Relaxed);
                 if q.is_empty() && s >> SHIFT >= n {
-                    match self.state.compare_exchange(
-                        s,
-                        (s - (n << SHIFT)) & !HAS_WAITERS,
-                        Ordering::Acquire,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => return true,
-                        Err(cur) => s = cur,
-                    }
-                } else if s & HAS_WAITERS == 0 {
-                    match self.state.compare_exchange(
-                        s,
-                        s | HAS_WAITERS,
-                        Ordering::Relaxed,
-                        Ordering::Relaxed,
-                    ) {
-                        Ok(_) => break,
-                        Err(cur) => s = cur,
-                    }
-                } else {
+                    continue;
+                }
+                if s & HAS_WAITERS != 0
+                    || self
+                        .state
+                        .compare_exchange(s, s | HAS_WAITERS, Ordering::Relaxed, Ordering::Relaxed)
+                        .is_ok()
+                {
                     break;
                 }
             }
