@@ -329,20 +329,15 @@ impl Semaphore {
             return true;
         }
         let w = Waiter::new(n);
-        {
+        let (took, unblocked) = {
             let mut q = self.waiters.lock();
             let unblocked = self.grant_behind_abandoned(&mut q);
-            if !unblocked.is_empty() {
-                drop(q);
-                wake(unblocked);
-                return self.acquire_raw(n, deadline);
-            }
             // Take the permits if nobody is queued, else announce a waiter
-            // (the flag sends fast paths here), retrying if permits came
-            // back meanwhile.
-            loop {
+            // (the flag sends fast paths here) and queue, retrying if
+            // permits came back meanwhile.
+            let took = loop {
                 if q.is_empty() && self.take_unqueued(n) {
-                    return true;
+                    break true;
                 }
                 let s = self.state.load(Ordering::Relaxed);
                 if q.is_empty() && s >> SHIFT >= n {
@@ -354,12 +349,17 @@ impl Semaphore {
                         .compare_exchange(s, s | HAS_WAITERS, Ordering::Relaxed, Ordering::Relaxed)
                         .is_ok()
                 {
-                    break;
+                    // SAFETY: `w` stays in this frame until woken, or until
+                    // removed under this lock on time-out.
+                    unsafe { q.push(&w, false) };
+                    break false;
                 }
-            }
-            // SAFETY: `w` stays in this frame until woken, or until removed
-            // under this lock on time-out.
-            unsafe { q.push(&w, false) };
+            };
+            (took, unblocked)
+        };
+        wake(unblocked);
+        if took {
+            return true;
         }
         match deadline {
             None => {
