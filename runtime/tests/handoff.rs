@@ -115,12 +115,17 @@ fn many_blocking_calls_on_two_workers() {
 #[test]
 fn parking_inside_blocking_leaves_no_orphan_p() {
     let rt = Runtime::builder().workers(2).build().unwrap();
+    // The stats that showed both Ps idle, not a later reading: a late
+    // `wakep` may start a spinning M that takes a P for a moment.
     let settle = || {
         let t = Instant::now();
-        while rt.stats().idle_ps != 2 && t.elapsed() < Duration::from_secs(5) {
+        loop {
+            let s = rt.stats();
+            if s.idle_ps == 2 || t.elapsed() > Duration::from_secs(5) {
+                return s;
+            }
             std::thread::sleep(Duration::from_millis(5));
         }
-        rt.stats()
     };
     for round in 0..20 {
         rt.spawn(|| corun_runtime::blocking(corun_runtime::yield_now))
