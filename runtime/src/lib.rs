@@ -64,7 +64,7 @@ pub use timer::Timer;
 pub use trace::{trace_start, trace_stop, trace_stop_to};
 
 use sched::Shared;
-use task::{TaskInit, TaskRef};
+use task::{NewTask, TaskInit, TaskRef};
 
 /// Spawns a coroutine: `go!(f)`, or `go!(builder, f)` with a [`Builder`].
 ///
@@ -228,10 +228,14 @@ impl Builder {
             stack_size,
             home,
         };
-        let (task, handle) = TaskRef::new(init, f);
+        let NewTask {
+            run: task,
+            registered,
+            handle,
+        } = TaskRef::new(init, f);
         trace::event(trace::Kind::Spawn, task.header().id, 0);
         if task.header().pinned {
-            shared.registry.insert(&task, None);
+            shared.registry.insert(registered, None);
             let header_ptr = task.as_ptr();
             if let Err(e) = pinned::start(shared, task) {
                 // SAFETY: the handle keeps the task alive.
@@ -243,7 +247,7 @@ impl Builder {
             }
         } else {
             // Registers it too, with the spawning P's free slots.
-            sched::enqueue_new(shared, task);
+            sched::enqueue_new(shared, task, registered);
             // A spawn loop is a loop like any other: give way when its slice
             // is over.
             yield_point();

@@ -136,8 +136,9 @@ impl Registry {
         }
     }
 
-    /// Adds `task`, taking a slot from `cache` (the caller's P) if given.
-    pub(crate) fn insert(&self, task: &TaskRef, cache: Option<&mut SlotCache>) {
+    /// Adds `task`, whose reference the registry keeps until `remove`,
+    /// taking a slot from `cache` (the caller's P) if given.
+    pub(crate) fn insert(&self, task: TaskRef, cache: Option<&mut SlotCache>) {
         let slot = match cache {
             Some(cache) => match cache.free.pop() {
                 Some(s) => s,
@@ -160,7 +161,7 @@ impl Registry {
             .registry_slot
             .store(slot as *const Slot as *mut Slot, Ordering::Relaxed);
         // The registry's own reference, released by `remove`.
-        slot.store(task.clone().into_raw(), Ordering::Release);
+        slot.store(task.into_raw(), Ordering::Release);
     }
 
     /// Removes the task of `header` (a no-op if it was removed already),

@@ -934,23 +934,24 @@ fn trace_stop(id: u64, resumed: &Resumed) {
     }
 }
 
-/// Queues a newly spawned task.
-pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef) {
-    let mut task = Some(task);
+/// Queues a newly spawned task (its run reference) and registers it (with
+/// the registry's reference).
+pub(crate) fn enqueue_new(shared: &Shared, task: TaskRef, registered: TaskRef) {
+    let mut refs = Some((task, registered));
     let queued = with_own_p(shared, |p| {
         bump(&p.spawned);
-        let task = task.take().expect("once");
+        let (task, registered) = refs.take().expect("once");
         // SAFETY: `with_own_p` runs us with the P held in SCHED state.
         shared
             .registry
-            .insert(&task, Some(unsafe { p.registry_slots() }));
+            .insert(registered, Some(unsafe { p.registry_slots() }));
         // SAFETY: as in `enqueue_woken`.
         unsafe { p.push_next(task, &shared.injector) };
         shared.wakep();
     });
     if queued.is_none() {
-        let task = task.take().expect("not queued");
-        shared.registry.insert(&task, None);
+        let (task, registered) = refs.take().expect("not queued");
+        shared.registry.insert(registered, None);
         shared.spawned_off_p.fetch_add(1, Ordering::Relaxed);
         shared.inject(task);
     }
