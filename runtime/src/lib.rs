@@ -232,7 +232,7 @@ impl Builder {
             run: task,
             registered,
             handle,
-        } = TaskRef::new(init, f);
+        } = NewTask::allocate(init, f);
         trace::event(trace::Kind::Spawn, task.header().id, 0);
         if task.header().pinned {
             shared.registry.insert(registered, None);

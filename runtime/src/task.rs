@@ -158,27 +158,12 @@ pub(crate) struct NewTask<T> {
     pub(crate) handle: JoinHandle<T>,
 }
 
-/// One counted reference to a task.
-pub(crate) struct TaskRef(NonNull<Header>);
-
-// SAFETY: a task's function and output are `Send` (enforced by `new`), its
-// header is made of atomics and of cells whose access is serialised by the
-// state protocol above (the fiber by its one runner, the joiner by JOIN_WAITER,
-// locals by the coroutine itself, `has_func` by the runner and then by the
-// last reference, which the count's release and acquire order after it).
-// Moving a suspended fiber between threads is the runtime's central unsafe
-// assumption, argued in docs/safety.md.
-unsafe impl Send for TaskRef {}
-// SAFETY: as for `Send`; `&TaskRef` only exposes the atomics and the
-// protocol-guarded cells.
-unsafe impl Sync for TaskRef {}
-
-impl TaskRef {
+impl<T> NewTask<T> {
     /// Allocates a task in state SCHEDULED holding three references: the
     /// run reference, the registry's and the join handle's. Counted at
     /// once rather than cloned for the registry: a locked increment less
     /// per spawn, ~6% of spawn + join.
-    pub(crate) fn new<F, T>(init: TaskInit, f: F) -> NewTask<T>
+    pub(crate) fn allocate<F>(init: TaskInit, f: F) -> NewTask<T>
     where
         F: FnOnce() -> T + Send + 'static,
         T: Send + 'static,
@@ -234,7 +219,24 @@ impl TaskRef {
             },
         }
     }
+}
 
+/// One counted reference to a task.
+pub(crate) struct TaskRef(NonNull<Header>);
+
+// SAFETY: a task's function and output are `Send` (enforced by `new`), its
+// header is made of atomics and of cells whose access is serialised by the
+// state protocol above (the fiber by its one runner, the joiner by JOIN_WAITER,
+// locals by the coroutine itself, `has_func` by the runner and then by the
+// last reference, which the count's release and acquire order after it).
+// Moving a suspended fiber between threads is the runtime's central unsafe
+// assumption, argued in docs/safety.md.
+unsafe impl Send for TaskRef {}
+// SAFETY: as for `Send`; `&TaskRef` only exposes the atomics and the
+// protocol-guarded cells.
+unsafe impl Sync for TaskRef {}
+
+impl TaskRef {
     pub(crate) fn header(&self) -> &Header {
         // SAFETY: we own a reference, so the allocation is alive.
         unsafe { self.0.as_ref() }
@@ -499,7 +501,7 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
     struct Free(NonNull<u8>, Layout);
     impl Drop for Free {
         fn drop(&mut self) {
-            // SAFETY: allocated in `TaskRef::new` with this layout; the
+            // SAFETY: allocated in `NewTask::allocate` with this layout; the
             // value in it has been dropped (or is being unwound past).
             unsafe { task_cache::deallocate(self.0, self.1) };
         }
@@ -507,7 +509,7 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
     let cell = ptr.cast::<Cell<F, T>>();
     let _free = Free(cell.cast(), Layout::new::<Cell<F, T>>());
     // SAFETY: the last reference is gone, so we have the cell to ourselves;
-    // it was initialised in `TaskRef::new`.
+    // it was initialised in `NewTask::allocate`.
     let fiber = unsafe { (*cell.as_ptr()).prefix.header.fiber.get_mut().take() };
     // Tasks are freed after they complete, so a fiber left here never
     // started or was abandoned at shutdown. A started one is leaked rather
