@@ -8,15 +8,21 @@
 //! ignore its timeout. So the sockets' transfers pass `MSG_DONTWAIT`,
 //! which makes each call non-blocking by itself. (Sends also pass
 //! `MSG_NOSIGNAL`, as std's do: a peer that went away is an `EPIPE` for
-//! its connection, not a `SIGPIPE` for the process.)
+//! its connection, not a `SIGPIPE` for the process.) UDP's `send_to`,
+//! `recv_from` and `peek_from` are here too, converting the IP addresses
+//! between `SocketAddr` and `sockaddr_storage` themselves.
 //!
-//! Not covered, because no per-call flag exists for them or std offers no
-//! way to build their result from a raw address: `accept`, `send_to`,
-//! `recv_from` and `peek_from`. A clone of a listener or of an unconnected
-//! datagram socket whose twin went back to std blocks like std's until
-//! it is converted too (documented on `into_std`).
+//! Not covered: `accept`, because `accept4` has no per-call non-blocking
+//! flag (its `SOCK_NONBLOCK` only sets the new socket's mode), and the
+//! Unix datagram `send_to` and `recv_from`, because std cannot build a
+//! `std::os::unix::net::SocketAddr` from a raw `sockaddr_un` of every kind
+//! (an unnamed sender's, for one). A clone of a listener or of a Unix
+//! datagram socket whose twin went back to std blocks like std's in those
+//! until it is converted too (documented on `into_std`).
 
 use std::io::{self, IoSlice, IoSliceMut};
+use std::mem;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
 
 fn check(ret: isize) -> io::Result<usize> {
@@ -90,6 +96,149 @@ pub(crate) fn send_vectored(s: &impl AsRawFd, bufs: &[IoSlice<'_>]) -> io::Resul
     check(unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 
+/// A socket address as the kernel reads and writes it: a `sockaddr_in` or
+/// `sockaddr_in6` at the start of a `sockaddr_storage`, and its length.
+/// Every byte of `storage` is initialized: it starts zeroed, and only
+/// `new` (with structures that have no padding) and the kernel write it.
+struct RawAddr {
+    storage: libc::sockaddr_storage,
+    len: libc::socklen_t,
+}
+
+impl RawAddr {
+    /// Room for any address, for the kernel to fill.
+    fn zeroed() -> RawAddr {
+        RawAddr {
+            // SAFETY: all-zero is a valid `sockaddr_storage` (integers and
+            // padding bytes).
+            storage: unsafe { mem::zeroed() },
+            len: mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t,
+        }
+    }
+
+    /// `addr` as the kernel takes it. Ports and IPv4 addresses go in
+    /// network byte order; flowinfo and scope id are copied unchanged, as
+    /// std does.
+    fn new(addr: SocketAddr) -> RawAddr {
+        let mut out = RawAddr::zeroed();
+        let at = (&raw mut out.storage).cast::<u8>();
+        let len = match addr {
+            SocketAddr::V4(a) => {
+                let sin = libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: a.port().to_be(),
+                    // In memory, the address's octets in order.
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from_ne_bytes(a.ip().octets()),
+                    },
+                    sin_zero: [0; 8],
+                };
+                // SAFETY: `at` points at a live local `sockaddr_storage`,
+                // which is by definition large and aligned enough for every
+                // address type.
+                unsafe { at.cast::<libc::sockaddr_in>().write(sin) };
+                mem::size_of::<libc::sockaddr_in>()
+            }
+            SocketAddr::V6(a) => {
+                let sin6 = libc::sockaddr_in6 {
+                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                    sin6_port: a.port().to_be(),
+                    sin6_flowinfo: a.flowinfo(),
+                    sin6_addr: libc::in6_addr {
+                        s6_addr: a.ip().octets(),
+                    },
+                    sin6_scope_id: a.scope_id(),
+                };
+                // SAFETY: as for `sockaddr_in` above.
+                unsafe { at.cast::<libc::sockaddr_in6>().write(sin6) };
+                mem::size_of::<libc::sockaddr_in6>()
+            }
+        };
+        out.len = len as libc::socklen_t;
+        out
+    }
+
+    /// The address as std's type. A family other than `AF_INET` and
+    /// `AF_INET6`, or a length too short for its family's structure, is
+    /// `InvalidData`.
+    fn to_socket_addr(&self) -> io::Result<SocketAddr> {
+        let at = (&raw const self.storage).cast::<u8>();
+        let len = self.len as usize;
+        match libc::c_int::from(self.storage.ss_family) {
+            libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
+                // SAFETY: `storage` is large and aligned enough for a
+                // `sockaddr_in`, all its bytes are initialized (see the
+                // type), and any initialized bytes make a valid one.
+                let sin = unsafe { at.cast::<libc::sockaddr_in>().read() };
+                let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
+                Ok(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
+            }
+            libc::AF_INET6 if len >= mem::size_of::<libc::sockaddr_in6>() => {
+                // SAFETY: as for `sockaddr_in` above.
+                let sin6 = unsafe { at.cast::<libc::sockaddr_in6>().read() };
+                let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+                let port = u16::from_be(sin6.sin6_port);
+                Ok(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id).into())
+            }
+            family => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("unexpected socket address: family {family}, {len} bytes"),
+            )),
+        }
+    }
+}
+
+/// `recvfrom(2)` with `MSG_DONTWAIT` and `extra` flags (`MSG_PEEK`).
+fn recv_from_flags(
+    fd: RawFd,
+    buf: &mut [u8],
+    extra: libc::c_int,
+) -> io::Result<(usize, SocketAddr)> {
+    let mut from = RawAddr::zeroed();
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and
+    // `from.storage` for writes of `from.len` bytes, for the call's
+    // duration; the kernel writes no more than that and stores the
+    // address's real length in `from.len`.
+    let n = check(unsafe {
+        libc::recvfrom(
+            fd,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | extra,
+            (&raw mut from.storage).cast(),
+            &mut from.len,
+        )
+    })?;
+    Ok((n, from.to_socket_addr()?))
+}
+
+/// Receives one datagram into `buf`, and its sender, without blocking.
+pub(crate) fn recv_from(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    recv_from_flags(s.as_raw_fd(), buf, 0)
+}
+
+/// As `recv_from`, leaving the datagram queued.
+pub(crate) fn peek_from(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
+    recv_from_flags(s.as_raw_fd(), buf, libc::MSG_PEEK)
+}
+
+/// Sends `buf` as one datagram to `addr` without blocking.
+pub(crate) fn send_to(s: &impl AsRawFd, buf: &[u8], addr: SocketAddr) -> io::Result<usize> {
+    let to = RawAddr::new(addr);
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes, and
+    // `to.storage` for reads of `to.len` bytes, for the call's duration.
+    check(unsafe {
+        libc::sendto(
+            s.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&raw const to.storage).cast(),
+            to.len,
+        )
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -132,6 +281,48 @@ mod tests {
             }
         };
         assert_eq!(full.kind(), io::ErrorKind::WouldBlock);
+    }
+
+    #[test]
+    fn datagram_transfers_do_not_block_and_carry_addresses() {
+        let a = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let b = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        // Blocking mode: only the flag keeps these from waiting.
+        let mut buf = [0u8; 8];
+        let e = recv_from(&b, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+        let e = peek_from(&b, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        // A wrong byte order would send elsewhere or report another sender.
+        assert_eq!(send_to(&a, b"dgram", b.local_addr().unwrap()).unwrap(), 5);
+        let sender = a.local_addr().unwrap();
+        assert_eq!(peek_from(&b, &mut buf).unwrap(), (5, sender));
+        assert_eq!(recv_from(&b, &mut buf).unwrap(), (5, sender));
+        assert_eq!(&buf[..5], b"dgram");
+    }
+
+    #[test]
+    fn addresses_survive_the_raw_form() {
+        let v6 = SocketAddrV6::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 1, 2, 3, 4), 4321, 7, 3);
+        for addr in [
+            SocketAddr::from(([192, 0, 2, 1], 1234)),
+            SocketAddr::from(v6),
+        ] {
+            assert_eq!(RawAddr::new(addr).to_socket_addr().unwrap(), addr);
+        }
+    }
+
+    #[test]
+    fn a_strange_raw_address_is_an_error() {
+        // `AF_UNSPEC`, as if the kernel reported no address.
+        let e = RawAddr::zeroed().to_socket_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // Too short for its family's structure.
+        let mut raw = RawAddr::new(SocketAddr::from(([127, 0, 0, 1], 9)));
+        raw.len = 4;
+        let e = raw.to_socket_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

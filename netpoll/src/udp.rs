@@ -63,7 +63,7 @@ impl UdpSocket {
     /// ```
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
-            .io(Dir::Read, WaitReason::IoRead, |s| s.recv_from(buf))
+            .io(Dir::Read, WaitReason::IoRead, |s| nowait::recv_from(s, buf))
     }
 
     /// As `recv_from`, leaving the datagram queued.
@@ -80,7 +80,7 @@ impl UdpSocket {
     /// ```
     pub fn peek_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
         self.io
-            .io(Dir::Read, WaitReason::IoRead, |s| s.peek_from(buf))
+            .io(Dir::Read, WaitReason::IoRead, |s| nowait::peek_from(s, buf))
     }
 
     /// Sends one datagram to the first address `addr` resolves to.
@@ -96,8 +96,9 @@ impl UdpSocket {
     /// ```
     pub fn send_to<A: ToSocketAddrs>(&self, buf: &[u8], addr: A) -> io::Result<usize> {
         let to = resolve(addr)?[0];
-        self.io
-            .io(Dir::Write, WaitReason::IoWrite, |s| s.send_to(buf, to))
+        self.io.io(Dir::Write, WaitReason::IoWrite, |s| {
+            nowait::send_to(s, buf, to)
+        })
     }
 
     /// Sets the default peer for `send` and the only one `recv` accepts.

@@ -663,6 +663,76 @@ fn into_std_of_a_clone_breaks_the_other_clones_timeout() {
     );
 }
 
+/// A corun UDP socket whose `try_clone` twin went back to std, which
+/// cleared `O_NONBLOCK` on the open file they share.
+fn twin_cleared_udp(addr: &str) -> std::io::Result<UdpSocket> {
+    let s = UdpSocket::bind(addr)?;
+    let clone = s.try_clone()?;
+    drop(s.into_std()?);
+    // SAFETY: `F_GETFL` only reads the open file's status flags.
+    let flags = unsafe { libc::fcntl(clone.as_raw_fd(), libc::F_GETFL) };
+    assert_eq!(flags & libc::O_NONBLOCK, 0, "the twin cleared O_NONBLOCK");
+    Ok(clone)
+}
+
+/// The datagram side of the test above: on a clone whose twin went back to
+/// std, `recv_from` and `peek_from` still honour the read timeout instead
+/// of blocking the worker, and `send_to` / `recv_from` still carry the
+/// right addresses, over IPv4 and IPv6. The runtime runs on a helper
+/// thread, so a transfer that blocks fails the test instead of hanging it.
+#[test]
+fn into_std_of_a_clone_leaves_the_other_clones_datagrams_nonblocking() {
+    let (done, finished) = std::sync::mpsc::channel();
+    let helper = std::thread::spawn(move || {
+        let rt = Runtime::builder().workers(1).build().unwrap();
+        rt.block_on(|| {
+            for addr in ["127.0.0.1:0", "[::1]:0"] {
+                let b = match twin_cleared_udp(addr) {
+                    Ok(b) => b,
+                    Err(e) if addr.starts_with('[') => {
+                        println!("skipping IPv6: binding {addr} failed: {e}");
+                        continue;
+                    }
+                    Err(e) => panic!("binding {addr}: {e}"),
+                };
+                b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                let mut buf = [0u8; 16];
+                let times_out =
+                    |what: &str, r: std::io::Result<(usize, SocketAddr)>, t: Instant| {
+                        let took = t.elapsed();
+                        assert!(
+                            matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut)
+                                && took < Duration::from_secs(1),
+                            "{what} on {addr}: {r:?} after {took:?}"
+                        );
+                    };
+                let t = Instant::now();
+                times_out("recv_from", b.recv_from(&mut buf), t);
+                let t = Instant::now();
+                times_out("peek_from", b.peek_from(&mut buf), t);
+
+                let a = twin_cleared_udp(addr).unwrap();
+                b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+                assert_eq!(a.send_to(b"twin", b.local_addr().unwrap()).unwrap(), 4);
+                let sender = a.local_addr().unwrap();
+                assert_eq!(b.peek_from(&mut buf).unwrap(), (4, sender));
+                assert_eq!(b.recv_from(&mut buf).unwrap(), (4, sender));
+                assert_eq!(&buf[..4], b"twin");
+            }
+        });
+        done.send(()).unwrap();
+    });
+    match finished.recv_timeout(Duration::from_secs(10)) {
+        Ok(()) => helper.join().unwrap(),
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            std::panic::resume_unwind(helper.join().unwrap_err())
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("a UDP transfer on a twin-cleared socket blocked its worker for 10 s")
+        }
+    }
+}
+
 /// A Unix stream read stops after a message that carried descriptors,
 /// with more data buffered behind it: that short read is no drain.
 #[test]
