@@ -697,19 +697,16 @@ fn into_std_of_a_clone_leaves_the_other_clones_datagrams_nonblocking() {
                 };
                 b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
                 let mut buf = [0u8; 16];
-                let times_out =
-                    |what: &str, r: std::io::Result<(usize, SocketAddr)>, t: Instant| {
-                        let took = t.elapsed();
-                        assert!(
-                            matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut)
-                                && took < Duration::from_secs(1),
-                            "{what} on {addr}: {r:?} after {took:?}"
-                        );
-                    };
-                let t = Instant::now();
-                times_out("recv_from", b.recv_from(&mut buf), t);
-                let t = Instant::now();
-                times_out("peek_from", b.peek_from(&mut buf), t);
+                // Nothing arrives: a blocking call would never return (the
+                // helper thread's deadline above catches that).
+                let times_out = |what: &str, r: std::io::Result<(usize, SocketAddr)>| {
+                    assert!(
+                        matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut),
+                        "{what} on {addr}: {r:?}"
+                    );
+                };
+                times_out("recv_from", b.recv_from(&mut buf));
+                times_out("peek_from", b.peek_from(&mut buf));
 
                 let a = twin_cleared_udp(addr).unwrap();
                 b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
