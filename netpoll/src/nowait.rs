@@ -116,46 +116,11 @@ impl RawAddr {
         }
     }
 
-    /// `addr` as the kernel takes it. Ports and IPv4 addresses go in
-    /// network byte order; flowinfo and scope id are copied unchanged, as
-    /// std does.
+    /// `addr` as the kernel takes it (built by `addr::sockaddr`, which
+    /// zeroes the storage before writing a padding-free structure).
     fn new(addr: SocketAddr) -> RawAddr {
-        let mut out = RawAddr::zeroed();
-        let at = (&raw mut out.storage).cast::<u8>();
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                let sin = libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: a.port().to_be(),
-                    // In memory, the address's octets in order.
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from_ne_bytes(a.ip().octets()),
-                    },
-                    sin_zero: [0; 8],
-                };
-                // SAFETY: `at` points at a live local `sockaddr_storage`,
-                // which is by definition large and aligned enough for every
-                // address type.
-                unsafe { at.cast::<libc::sockaddr_in>().write(sin) };
-                mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                let sin6 = libc::sockaddr_in6 {
-                    sin6_family: libc::AF_INET6 as libc::sa_family_t,
-                    sin6_port: a.port().to_be(),
-                    sin6_flowinfo: a.flowinfo(),
-                    sin6_addr: libc::in6_addr {
-                        s6_addr: a.ip().octets(),
-                    },
-                    sin6_scope_id: a.scope_id(),
-                };
-                // SAFETY: as for `sockaddr_in` above.
-                unsafe { at.cast::<libc::sockaddr_in6>().write(sin6) };
-                mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        out.len = len as libc::socklen_t;
-        out
+        let (storage, len) = crate::addr::sockaddr(&addr);
+        RawAddr { storage, len }
     }
 
     /// The address as std's type. A family other than `AF_INET` and
