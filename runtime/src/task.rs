@@ -224,11 +224,12 @@ impl<T> NewTask<T> {
 /// One counted reference to a task.
 pub(crate) struct TaskRef(NonNull<Header>);
 
-// SAFETY: a task's function and output are `Send` (enforced by `new`), its
-// header is made of atomics and of cells whose access is serialised by the
-// state protocol above (the fiber by its one runner, the joiner by JOIN_WAITER,
-// locals by the coroutine itself, `has_func` by the runner and then by the
-// last reference, which the count's release and acquire order after it).
+// SAFETY: a task's function and output are `Send` (enforced by
+// `NewTask::allocate`), its header is made of atomics and of cells whose
+// access is serialised by the state protocol above (the fiber by its one
+// runner, the joiner by JOIN_WAITER, locals by the coroutine itself,
+// `has_func` by the runner and then by the last reference, which the
+// count's release and acquire order after it).
 // Moving a suspended fiber between threads is the runtime's central unsafe
 // assumption, argued in docs/safety.md.
 unsafe impl Send for TaskRef {}
