@@ -14,7 +14,9 @@ fn compare_script_smoke_run_writes_a_report() {
         eprintln!("NOT RUN: python3 is not installed, scripts/compare needs it");
         return;
     }
-    let out_dir = root.join("target").join("compare-smoke");
+    // Cargo's folder for integration tests' files, which follows
+    // CARGO_TARGET_DIR: `root/target` may not exist.
+    let out_dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("compare-smoke");
     let _ = std::fs::remove_file(out_dir.join("performance.md"));
     let out = Command::new("python3")
         .arg(root.join("scripts/compare"))
