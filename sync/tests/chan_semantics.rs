@@ -600,6 +600,67 @@ fn select_api() {
 }
 
 #[test]
+fn a_selection_moves_and_is_shared_between_threads() {
+    fn send_and_sync<T: Send + Sync>(_: &T) {}
+    both(|| {
+        let (s1, r1) = bounded::<u32>(1);
+        let (_s2, r2) = unbounded::<u32>();
+        let mut sel = Select::new();
+        let i1 = sel.recv(&r1);
+        sel.recv(&r2);
+        send_and_sync(&sel);
+        s1.send(9).unwrap();
+        // Built here, cloned and run on other threads, completed there.
+        let shared = &sel;
+        let ready = std::thread::scope(|scope| scope.spawn(|| shared.clone().ready()).join());
+        assert_eq!(ready.unwrap(), i1);
+        let r1 = &r1;
+        let got = std::thread::scope(|scope| {
+            scope
+                .spawn(move || {
+                    let op = sel.select();
+                    assert_eq!(op.index(), i1);
+                    op.recv(r1)
+                })
+                .join()
+        });
+        assert_eq!(got.unwrap(), Ok(9));
+    });
+}
+
+#[test]
+fn a_panicking_message_destructor_reaches_the_dropper() {
+    // Every message's destructor panics; the first panic must reach the
+    // code that dropped the last receiver (later messages are leaked, as
+    // with crossbeam) instead of a second panic aborting the process.
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Bomb;
+    impl Drop for Bomb {
+        fn drop(&mut self) {
+            DROPPED.fetch_add(1, Ordering::SeqCst);
+            panic!("bomb");
+        }
+    }
+    both(|| {
+        for cap in [Some(4), None] {
+            DROPPED.store(0, Ordering::SeqCst);
+            let (s, r) = match cap {
+                Some(c) => bounded::<Bomb>(c),
+                None => unbounded(),
+            };
+            for _ in 0..3 {
+                s.send(Bomb).unwrap();
+            }
+            drop(s);
+            let res = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(r)));
+            let payload = res.expect_err("the destructor's panic comes out of drop");
+            assert_eq!(payload.downcast_ref::<&str>(), Some(&"bomb"));
+            assert_eq!(DROPPED.load(Ordering::SeqCst), 1, "the rest are leaked");
+        }
+    });
+}
+
+#[test]
 fn abandoned_selected_operation_keeps_the_message() {
     both(|| {
         let (s, r) = bounded::<u32>(1);

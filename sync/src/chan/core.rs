@@ -556,7 +556,7 @@ impl<T> Chan<T> {
         g.recvq.claim_all(super::waiter::P_RETRY, &mut wakes);
         drop(g);
         wakes.wake();
-        drop(buf);
+        drop_in_order(buf);
     }
 
     // ---- select support ----
@@ -839,5 +839,23 @@ fn exchange_recv<T>(peer: *const Ctx) -> Option<T> {
         slot.into_inner()
     } else {
         None
+    }
+}
+
+/// Drops buffered messages oldest first. If one's destructor panics, the
+/// panic goes on to the caller and the messages after it are leaked, as
+/// crossbeam-channel does: dropping them during the unwind, as the buffer's
+/// own destructor would, aborts the process at the next destructor that
+/// panics.
+fn drop_in_order<T>(mut buf: VecDeque<T>) {
+    struct ForgetRest<'a, T>(&'a mut VecDeque<T>);
+    impl<T> Drop for ForgetRest<'_, T> {
+        fn drop(&mut self) {
+            self.0.drain(..).for_each(std::mem::forget);
+        }
+    }
+    let rest = ForgetRest(&mut buf);
+    while let Some(msg) = rest.0.pop_front() {
+        drop(msg);
     }
 }

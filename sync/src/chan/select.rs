@@ -322,6 +322,25 @@ pub struct Select<'a> {
     biased: bool,
 }
 
+// SAFETY: a `Select` holds only operations made by `Op::send` and `Op::recv`
+// (`select!`'s arms with slots live in the macro's own array): a shared
+// reference to a `Sender` or `Receiver` used through `Selectable`, its
+// address (compared, never read through) and a null slot. What `select`,
+// `ready` and their kin call through `Selectable` moves no message: with a
+// null slot no sender hands anything over, and messages move only in
+// `SelectedOperation::send`/`recv`, which need the `Sender`/`Receiver` on
+// the completing thread (and `SelectedOperation` is neither `Send` nor
+// `Sync`). The channel state they do touch (queues, counts, waiters) sits
+// behind the channel's lock and atomics, which every thread may use,
+// whatever the message type. crossbeam-channel's `Select` is `Send` and
+// `Sync` on the same grounds, and code written for it moves selections
+// between threads.
+unsafe impl Send for Select<'_> {}
+// SAFETY: a shared `&Select` offers only `clone` (a copy of the same
+// operations, sound to move as argued for `Send`) and `Debug`, which reads
+// nothing.
+unsafe impl Sync for Select<'_> {}
+
 impl<'a> Select<'a> {
     /// An empty selection that picks among ready operations at random.
     ///
