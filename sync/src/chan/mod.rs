@@ -66,6 +66,8 @@ pub use self::err::{
 #[doc(hidden)]
 pub use self::select::__private;
 pub use self::select::{Select, SelectedOperation};
+#[doc(hidden)]
+pub use crate::crossbeam_channel_internal;
 pub use crate::{select, select_biased};
 
 /// Parks until `deadline` (never returns early).

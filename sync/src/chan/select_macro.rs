@@ -76,6 +76,19 @@ macro_rules! select_biased {
     };
 }
 
+/// crossbeam-channel's name for the machinery behind its `select!`, which
+/// code written for it sometimes calls directly (crossbeam's own tests do,
+/// to wrap `select!` in a macro of their own). Such callers define a
+/// constant `_IS_BIASED` in scope, as crossbeam's `select!` does; this reads
+/// it the same way.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! crossbeam_channel_internal {
+    ($($tokens:tt)*) => {
+        $crate::__select_internal!(@list (_IS_BIASED) () () ($($tokens)*))
+    };
+}
+
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __select_internal {
