@@ -796,6 +796,49 @@ fn introspection_under_select_reservations() {
     });
 }
 
+/// A message the channel reserved for a blocked `Select` it woke still
+/// counts until that select takes it, as with crossbeam (whose woken
+/// selects take their message themselves): `len` and `is_empty` agree with
+/// a send that cannot proceed.
+#[test]
+fn a_woken_selections_message_counts_until_taken() {
+    both(|| {
+        let (s, r) = bounded::<u32>(1);
+        let taken = Arc::new(AtomicBool::new(false));
+        let (r2, taken2) = (r.clone(), taken.clone());
+        let selector = spawn(corun_runtime::is_coroutine(), move || {
+            let mut sel = Select::new();
+            sel.recv(&r2);
+            let v = sel.select().recv(&r2);
+            taken2.store(true, Ordering::SeqCst);
+            v
+        });
+        // Wait until the selection is blocked: a send then reserves the
+        // message for it rather than leaving it for anyone.
+        if corun_runtime::is_coroutine() {
+            eventually(|| {
+                corun_runtime::coroutines()
+                    .iter()
+                    .any(|c| c.wait_reason == WaitReason::Select)
+            });
+        } else {
+            // A thread's wait cannot be observed: give it time to block. If
+            // it has not, the send just buffers the message, which counts
+            // all the same.
+            sleep_ms(20);
+        }
+        s.send(7).unwrap();
+        // Until the selector has run, the message is buffered and counted.
+        let (len, empty, full) = (r.len(), r.is_empty(), s.is_full());
+        assert!(
+            (len, empty, full) == (1, false, true) || taken.load(Ordering::SeqCst),
+            "len {len}, is_empty {empty}, is_full {full} before the selector took it"
+        );
+        assert_eq!(selector(), Ok(7));
+        assert_eq!((r.len(), r.is_empty(), s.is_full()), (0, true, false));
+    });
+}
+
 #[test]
 fn error_texts_match_crossbeam() {
     assert_eq!(

@@ -111,6 +111,13 @@ struct Inner<T> {
     res_send: usize,
     /// Buffered messages promised to selected receive operations.
     res_recv: usize,
+    /// Of `res_send` and `res_recv`, those a waker made for a blocked
+    /// select (rather than the select's own try pass): `len` counts such a
+    /// message until its receiver takes it, and such a slot only once its
+    /// sender fills it, as crossbeam's woken selects, which claim their
+    /// operation themselves, are seen.
+    woken_send: usize,
+    woken_recv: usize,
     /// Closed by `Sender::close` or by the last sender going away.
     closed: bool,
     /// Every receiver is gone.
@@ -149,6 +156,8 @@ impl<T> Chan<T> {
                 buf,
                 res_send: 0,
                 res_recv: 0,
+                woken_send: 0,
+                woken_recv: 0,
                 closed: false,
                 rx_gone: false,
                 hinted: false,
@@ -209,13 +218,20 @@ impl<T> Chan<T> {
         (self.cap != UNBOUNDED).then_some(self.cap)
     }
 
-    /// Messages sent and not yet received, counting as crossbeam does: a
-    /// slot reserved by a selected send counts, a message promised to a
-    /// selected receive does not (nor one handed to a waiting select arm,
-    /// which passes through the buffer). Never above the capacity.
+    /// Messages sent and not yet received, as crossbeam counts them: a
+    /// slot a select's try pass reserved for its send counts, a message its
+    /// try pass reserved for its receive does not (crossbeam claims both at
+    /// once). A reservation the channel made for a blocked select it woke
+    /// counts as crossbeam's woken selects are seen, which claim their
+    /// operation only when they run: the message stays counted until taken,
+    /// the slot free until filled. Never above the capacity. (Leaving the
+    /// woken receive's message out let `len()` say 0 while a send could not
+    /// proceed, so a sender offering the sends of empty channels to a select
+    /// never saw them full, which starved an unbuffered arm beside them:
+    /// crossbeam's `select::fairness2`.)
     pub(crate) fn len(&self) -> usize {
         let g = self.lock();
-        g.buf.len() + g.res_send - g.res_recv
+        g.buf.len() + (g.res_send - g.woken_send) - (g.res_recv - g.woken_recv)
     }
 
     /// Whether `try_send` would find no free slot (it may still succeed by
@@ -276,6 +292,7 @@ impl<T> Chan<T> {
             // A select arm: keep the message buffered for it.
             g.buf.push_back(msg);
             g.res_recv += 1;
+            g.woken_recv += 1;
             // SAFETY: claimed, not completed.
             unsafe { wakes.push(c.ctx, P_RESERVED) };
             SendStart::Sent
@@ -326,6 +343,7 @@ impl<T> Chan<T> {
             progress = true;
             if c.slot.is_null() {
                 g.res_send += 1;
+                g.woken_send += 1;
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
@@ -350,6 +368,7 @@ impl<T> Chan<T> {
             progress = true;
             if c.slot.is_null() {
                 g.res_recv += 1;
+                g.woken_recv += 1;
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
@@ -577,7 +596,7 @@ impl<T> Chan<T> {
             }
         } else if g.buf.len() + g.res_send < self.cap {
             g.res_send += 1;
-            *token = Token::Reserved;
+            *token = Token::Reserved { woken: false };
             true
         } else {
             false
@@ -592,7 +611,7 @@ impl<T> Chan<T> {
         let mut g = self.lock();
         let ok = if g.buf.len() > g.res_recv {
             g.res_recv += 1;
-            *token = Token::Reserved;
+            *token = Token::Reserved { woken: false };
             true
         } else if let Some(c) = (self.cap == 0 && !g.sendq.is_empty())
             .then(|| g.sendq.claim_first(&mut wakes))
@@ -683,10 +702,11 @@ impl<T> Chan<T> {
     /// Completes a selected send.
     pub(crate) fn complete_send(&self, token: Token, msg: T) -> Result<(), SendError<T>> {
         match token {
-            Token::Reserved => {
+            Token::Reserved { woken } => {
                 let mut wakes = Wakes::new();
                 let mut g = self.lock();
                 g.res_send -= 1;
+                g.woken_send -= woken as usize;
                 let r = if g.closed || g.rx_gone {
                     self.pump(&mut g, &mut wakes);
                     Err(SendError(msg))
@@ -739,10 +759,11 @@ impl<T> Chan<T> {
     /// Completes a selected receive.
     pub(crate) fn complete_recv(&self, token: Token) -> Result<T, RecvError> {
         match token {
-            Token::Reserved => {
+            Token::Reserved { woken } => {
                 let mut wakes = Wakes::new();
                 let mut g = self.lock();
                 g.res_recv -= 1;
+                g.woken_recv -= woken as usize;
                 let v = g.buf.pop_front().expect("a reserved message is buffered");
                 self.pump(&mut g, &mut wakes);
                 drop(g);
@@ -786,13 +807,15 @@ impl<T> Chan<T> {
     /// Undoes a selected operation that is dropped without being completed.
     pub(crate) fn cancel(&self, token: Token, send: bool) {
         match token {
-            Token::Reserved => {
+            Token::Reserved { woken } => {
                 let mut wakes = Wakes::new();
                 let mut g = self.lock();
                 if send {
                     g.res_send -= 1;
+                    g.woken_send -= woken as usize;
                 } else {
                     g.res_recv -= 1;
+                    g.woken_recv -= woken as usize;
                 }
                 self.pump(&mut g, &mut wakes);
                 drop(g);

@@ -43,8 +43,10 @@ use super::{Receiver, Sender};
 pub(crate) enum Token {
     /// Nothing (observers, or not yet selected).
     None,
-    /// A buffer slot (send) or a buffered message (receive) is reserved.
-    Reserved,
+    /// A buffer slot (send) or a buffered message (receive) is reserved,
+    /// by the select's own try pass or (`woken`) by the waker of a blocked
+    /// select.
+    Reserved { woken: bool },
     /// A waiting peer was claimed (zero-capacity channels).
     Peer(Claimed),
     /// A peer claimed us and waits for us to move the value through its slot.
@@ -278,7 +280,7 @@ pub(crate) fn run<'a>(
             // Observers, and arms with a slot that a sender filled.
             P_DONE if ops[k].slot.is_null() => Token::None,
             P_DONE => Token::Filled(ops[k].slot),
-            P_RESERVED => Token::Reserved,
+            P_RESERVED => Token::Reserved { woken: true },
             peer => Token::Exchange(peer as *const Ctx),
         };
         return Some((ops[k], token));
