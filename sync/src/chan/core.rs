@@ -51,6 +51,19 @@ pub(crate) const UNBOUNDED: usize = usize::MAX;
 /// Largest buffer allocated up front for a bounded channel.
 const PREALLOC: usize = 4096;
 
+/// A buffer that drains empty gives back memory beyond this (see
+/// `Chan::take_oldest`).
+const TRIM_BYTES: usize = 64 * 1024;
+
+/// Buffer capacity a new channel starts with, and an emptied one keeps.
+fn initial_capacity(cap: usize) -> usize {
+    if cap == UNBOUNDED {
+        0
+    } else {
+        cap.min(PREALLOC)
+    }
+}
+
 pub(crate) struct Chan<T> {
     inner: SpinLock<Inner<T>>,
     cap: usize,
@@ -146,14 +159,9 @@ enum RecvStart<T> {
 
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
-        let buf = if cap == UNBOUNDED {
-            VecDeque::new()
-        } else {
-            VecDeque::with_capacity(cap.min(PREALLOC))
-        };
         Chan {
             inner: SpinLock::new(Inner {
-                buf,
+                buf: VecDeque::with_capacity(initial_capacity(cap)),
                 res_send: 0,
                 res_recv: 0,
                 woken_send: 0,
@@ -303,9 +311,8 @@ impl<T> Chan<T> {
 
     fn start_recv(&self, g: &mut Inner<T>, wakes: &mut Wakes) -> RecvStart<T> {
         if g.buf.len() > g.res_recv {
-            let v = g
-                .buf
-                .pop_front()
+            let v = self
+                .take_oldest(g)
                 .expect("an unreserved message is buffered");
             if !g.sendq.is_empty() {
                 self.refill(g, wakes);
@@ -372,9 +379,8 @@ impl<T> Chan<T> {
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
-                let v = g
-                    .buf
-                    .pop_front()
+                let v = self
+                    .take_oldest(g)
                     .expect("an unreserved message is buffered");
                 // SAFETY: claimed, not completed: the slot is ours to fill.
                 unsafe { slot_put(c.slot, v) };
@@ -383,6 +389,31 @@ impl<T> Chan<T> {
             }
         }
         progress
+    }
+
+    /// Takes the oldest buffered message. A buffer this empties gives back
+    /// what a backlog grew it to beyond `TRIM_BYTES`: a `VecDeque` never
+    /// shrinks by itself, so an unbounded channel would hold its largest
+    /// backlog's memory for good (crossbeam's frees its blocks as they
+    /// drain; Go's channels never grow). A bounded channel keeps what it
+    /// allocated up front.
+    #[inline]
+    fn take_oldest(&self, g: &mut Inner<T>) -> Option<T> {
+        let v = g.buf.pop_front();
+        if g.buf.is_empty() && g.buf.capacity() > self.trim_above() {
+            g.buf.shrink_to(initial_capacity(self.cap));
+        }
+        v
+    }
+
+    /// Buffer capacity above which an emptied buffer shrinks.
+    #[inline]
+    fn trim_above(&self) -> usize {
+        match size_of::<T>() {
+            // A buffer of zero-sized messages holds no memory.
+            0 => usize::MAX,
+            size => (TRIM_BYTES / size).max(initial_capacity(self.cap)),
+        }
     }
 
     /// Restores the invariants after reservations changed.
@@ -764,7 +795,9 @@ impl<T> Chan<T> {
                 let mut g = self.lock();
                 g.res_recv -= 1;
                 g.woken_recv -= woken as usize;
-                let v = g.buf.pop_front().expect("a reserved message is buffered");
+                let v = self
+                    .take_oldest(&mut g)
+                    .expect("a reserved message is buffered");
                 self.pump(&mut g, &mut wakes);
                 drop(g);
                 wakes.wake();
