@@ -299,3 +299,46 @@ fn random_close_and_drop() {
         })
     });
 }
+
+/// A select with `default` answers "nothing ready" only if that was true
+/// at one instant. Each round, a message sits in `r1` while the other side
+/// fills `r2` and then empties `r1`: at every moment one of them is ready,
+/// so the select must never take its default (crossbeam's
+/// `linearizable_default`, run in coroutines and on threads alike).
+#[test]
+fn select_default_is_linearizable() {
+    let rounds = scaled(200_000);
+    let run = move |coro: bool| {
+        let (start_s, start_r) = bounded::<()>(0);
+        let (end_s, end_r) = bounded::<()>(0);
+        let (s1, r1) = bounded::<u32>(1);
+        let (s2, r2) = bounded::<u32>(1);
+        let (r1b, s2b) = (r1.clone(), s2.clone());
+        let other = spawn(coro, move || {
+            for _ in 0..rounds {
+                start_r.recv().unwrap();
+                s2b.send(1).unwrap();
+                let _ = r1b.try_recv();
+                end_r.recv().unwrap();
+            }
+        });
+        let mut defaults = 0u64;
+        for _ in 0..rounds {
+            start_s.send(()).unwrap();
+            s1.send(1).unwrap();
+            select! {
+                recv(r1) -> _ => {}
+                recv(r2) -> _ => {}
+                default => defaults += 1,
+            }
+            end_s.send(()).unwrap();
+            let _ = r2.try_recv();
+        }
+        other();
+        assert_eq!(defaults, 0, "default taken while a message was ready");
+    };
+    within(Duration::from_secs(120), move || {
+        run(false);
+        corun_runtime::run(move || run(true));
+    });
+}

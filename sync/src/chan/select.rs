@@ -216,8 +216,18 @@ pub(crate) fn run<'a>(
                 }
             }
         }
+        // With no time to wait, "nothing is ready" must still have been
+        // true at one instant, as Go's select decides it with every
+        // channel locked. The try pass above looked at one channel after
+        // another: a peer may have filled one it had passed and emptied
+        // one it had yet to see, with at least one ready throughout
+        // (crossbeam's `linearizable_default` test races exactly that). So
+        // register as a blocking select would, and give up at once: a peer
+        // that made an operation ready after its registration checked it
+        // has claimed us by then, and the abort fails.
+        let now = matches!(timeout, Timeout::Now);
         let mut wake_at = match timeout {
-            Timeout::Now => return None,
+            Timeout::Now => None,
             Timeout::Never => None,
             Timeout::At(d) => {
                 if Instant::now() >= d {
@@ -257,7 +267,7 @@ pub(crate) fn run<'a>(
         }
 
         // 3. Wait.
-        let selected = if ready {
+        let selected = if ready || now {
             ctx.abort()
         } else {
             ctx.wait(wake_at, WaitReason::Select)
@@ -273,6 +283,10 @@ pub(crate) fn run<'a>(
             }
         }
         let Some(k) = selected else {
+            if now && !ready {
+                // Nothing was ready when every node had been queued.
+                return None;
+            }
             continue;
         };
         let token = match ctx.wait_packet(WaitReason::Select) {
