@@ -4,6 +4,8 @@
 //! not ours to fix.
 #![allow(warnings, clippy::all)]
 
+mod support;
+
 include!(concat!(env!("OUT_DIR"), "/golang.mod.rs"));
 
 /// Runs this file's tests one at a time. Its `select2` test compares the

@@ -4,4 +4,6 @@
 //! not ours to fix.
 #![allow(warnings, clippy::all)]
 
+mod support;
+
 include!(concat!(env!("OUT_DIR"), "/select.mod.rs"));
