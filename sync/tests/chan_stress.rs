@@ -300,11 +300,12 @@ fn random_close_and_drop() {
     });
 }
 
-/// A select with `default` answers "nothing ready" only if that was true
-/// at one instant. Each round, a message sits in `r1` while the other side
+/// A select with `default` (or a timeout already passed) answers "nothing
+/// ready" only if that was true at one instant. Each round, a message sits in `r1` while the other side
 /// fills `r2` and then empties `r1`: at every moment one of them is ready,
 /// so the select must never take its default (crossbeam's
-/// `linearizable_default`, run in coroutines and on threads alike).
+/// `linearizable_default` and `linearizable_timeout`, run in coroutines
+/// and on threads alike).
 #[test]
 fn select_default_is_linearizable() {
     let rounds = scaled(200_000);
@@ -323,13 +324,22 @@ fn select_default_is_linearizable() {
             }
         });
         let mut defaults = 0u64;
-        for _ in 0..rounds {
+        for round in 0..rounds {
             start_s.send(()).unwrap();
             s1.send(1).unwrap();
-            select! {
-                recv(r1) -> _ => {}
-                recv(r2) -> _ => {}
-                default => defaults += 1,
+            if round % 2 == 0 {
+                select! {
+                    recv(r1) -> _ => {}
+                    recv(r2) -> _ => {}
+                    default => defaults += 1,
+                }
+            } else {
+                // A timeout that has passed by the time nothing is found.
+                select! {
+                    recv(r1) -> _ => {}
+                    recv(r2) -> _ => {}
+                    default(Duration::ZERO) => defaults += 1,
+                }
             }
             end_s.send(()).unwrap();
             let _ = r2.try_recv();

@@ -216,25 +216,20 @@ pub(crate) fn run<'a>(
                 }
             }
         }
-        // With no time to wait, "nothing is ready" must still have been
+        // With no time left to wait, "nothing is ready" must still have been
         // true at one instant, as Go's select decides it with every
         // channel locked. The try pass above looked at one channel after
         // another: a peer may have filled one it had passed and emptied
         // one it had yet to see, with at least one ready throughout
-        // (crossbeam's `linearizable_default` test races exactly that). So
+        // (crossbeam's `linearizable_default` and `linearizable_timeout` tests
+        // race exactly that). So
         // register as a blocking select would, and give up at once: a peer
         // that made an operation ready after its registration checked it
         // has claimed us by then, and the abort fails.
-        let now = matches!(timeout, Timeout::Now);
-        let mut wake_at = match timeout {
-            Timeout::Now => None,
-            Timeout::Never => None,
-            Timeout::At(d) => {
-                if Instant::now() >= d {
-                    return None;
-                }
-                Some(d)
-            }
+        let (now, mut wake_at) = match timeout {
+            Timeout::Now => (true, None),
+            Timeout::Never => (false, None),
+            Timeout::At(d) => (Instant::now() >= d, Some(d)),
         };
         for op in ops.iter() {
             if let Some(d) = op.handle.deadline() {
