@@ -17,7 +17,10 @@
 //! 3. **Wait**: park until a claimer CASes the shared state to
 //!    `SELECTED + i` (exactly one can), or until the earliest deadline (the
 //!    caller's timeout or a timer channel's delivery) passes and the select
-//!    aborts itself.
+//!    aborts itself. With no time left (`default`, `try_select`, a passed
+//!    timeout) it aborts at once: a round that registered everywhere and
+//!    was not claimed found nothing ready at the instant of the abort,
+//!    which the try pass alone cannot promise.
 //! 4. **Unregister** every node (the claimed one is already unlinked), then
 //!    take the claimer's packet: a reservation, an exchange, or `RETRY`
 //!    (the channel was closed or the peer gave up), which starts a new round.
@@ -216,16 +219,16 @@ pub(crate) fn run<'a>(
                 }
             }
         }
-        // With no time left to wait, "nothing is ready" must still have been
-        // true at one instant, as Go's select decides it with every
+        // With no time left to wait, "nothing is ready" must still have
+        // been true at one instant, as Go's select decides it with every
         // channel locked. The try pass above looked at one channel after
         // another: a peer may have filled one it had passed and emptied
         // one it had yet to see, with at least one ready throughout
-        // (crossbeam's `linearizable_default` and `linearizable_timeout` tests
-        // race exactly that). So
-        // register as a blocking select would, and give up at once: a peer
-        // that made an operation ready after its registration checked it
-        // has claimed us by then, and the abort fails.
+        // (crossbeam's `linearizable_default` and `linearizable_timeout`
+        // tests race exactly that). So register as a blocking select
+        // would, and give up at once: a peer that made an operation ready
+        // after its registration checked it has claimed us by then, and
+        // the abort fails.
         let (now, mut wake_at) = match timeout {
             Timeout::Now => (true, None),
             Timeout::Never => (false, None),
