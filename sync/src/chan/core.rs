@@ -229,14 +229,11 @@ impl<T> Chan<T> {
     /// Messages sent and not yet received, as crossbeam counts them: a
     /// slot a select's try pass reserved for its send counts, a message its
     /// try pass reserved for its receive does not (crossbeam claims both at
-    /// once). A reservation the channel made for a blocked select it woke
-    /// counts as crossbeam's woken selects are seen, which claim their
-    /// operation only when they run: the message stays counted until taken,
-    /// the slot free until filled. Never above the capacity. (Leaving the
-    /// woken receive's message out let `len()` say 0 while a send could not
-    /// proceed, so a sender offering the sends of empty channels to a select
-    /// never saw them full, which starved an unbuffered arm beside them:
-    /// crossbeam's `select::fairness2`.)
+    /// once). A reservation made for a blocked select that the channel woke
+    /// is seen as crossbeam's woken selects are, which claim only when they
+    /// run: the message counts until taken, the slot is free until filled.
+    /// Otherwise `len()` could say 0 while no send can proceed (see
+    /// docs/channels.md, `select::fairness2`). Never above the capacity.
     pub(crate) fn len(&self) -> usize {
         let g = self.lock();
         g.buf.len() + (g.res_send - g.woken_send) - (g.res_recv - g.woken_recv)
