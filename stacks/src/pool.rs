@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::arena::{self, GUARD_SIZE, GuardMode, SlotAllocator};
+use crate::arena::{self, Carved, GUARD_SIZE, GuardMode, SlotAllocator};
 use crate::os;
 
 /// Bytes at the top of a pooled stack that stay resident so a recycled stack
@@ -288,7 +288,10 @@ pub fn acquire(size: usize) -> io::Result<usize> {
                 counts.add_cached(got as isize - 1);
                 return Some(Ok(top));
             }
-            let fresh = pool.alloc.alloc();
+            let carved = pool.alloc.carve();
+            let slot = pool.alloc.slot_size();
+            drop(pools);
+            let fresh = guard_carved(carved, size, slot);
             match fresh {
                 Ok(_) => note_peak(),
                 Err(_) => counts.add_in_use(-1),
@@ -315,7 +318,20 @@ fn take_from_global(size: usize) -> io::Result<usize> {
         GLOBAL_CACHED.fetch_sub(1, Ordering::Relaxed);
         return Ok(top);
     }
-    pool.alloc.alloc()
+    let carved = pool.alloc.carve();
+    let slot = pool.alloc.slot_size();
+    drop(pools);
+    guard_carved(carved, size, slot)
+}
+
+/// Finishes a carve outside the pool lock: a new slot gets its guard here,
+/// and goes back to the allocator if that fails.
+fn guard_carved(carved: io::Result<Carved>, size: usize, slot: usize) -> io::Result<usize> {
+    match carved? {
+        Carved::Guarded(top) => Ok(top),
+        Carved::Unguarded(base) => arena::guard(base, slot)
+            .inspect_err(|_| size_pool(&mut global(), size).alloc.return_unguarded(base)),
+    }
 }
 
 /// Returns a stack to the calling thread's cache, spilling the older half to
