@@ -15,8 +15,8 @@
 //! # Finding work
 //!
 //! An M with a P looks, in order: due timers of its P; every 61st round one
-//! G from the global injector (so a busy local queue cannot starve it);
-//! `runnext`; the local queue; the injector; a non-blocking poll of the
+//! G from the global queues (so a busy local queue cannot starve them);
+//! `runnext`; the local queue; the global queues; a non-blocking poll of the
 //! network driver; then, if not too many Ms are already spinning (at most
 //! half the busy Ps), it steals half of a random victim's queue, four
 //! rounds over all Ps; in the last round it also takes a victim's
@@ -27,6 +27,15 @@
 //! someone, or its work is seen here), and stops: in the poller if no
 //! other M is there (with the earliest timer as timeout, like Go's
 //! findrunnable), else in the idle list.
+//!
+//! There are two global queues. The injector takes new Gs spawned off any
+//! P, preempted Gs and local queues' spills. Gs woken by a thread holding
+//! none of our Ps (sysmon or the poller firing timers, a plain thread
+//! sending on a channel) go to the woken queue, which is served first: a
+//! spawn loop's spills can leave tens of thousands of new Gs in the
+//! injector, and a woken G behind them waited for all of them (a 10 ms
+//! sleep woke up to 70 ms late). The 61st-round check alternates which of
+//! the two it tries first, so neither starves the other.
 //!
 //! Producers call `wakep` when there are idle Ps and no spinning M: it starts
 //! one spinning M (an idle one, the poller by notifying it, or a new thread).
@@ -302,6 +311,11 @@ pub(crate) struct Shared {
     pub(crate) id: usize,
     pub(crate) ps: Box<[P]>,
     injector: Injector<TaskRef>,
+    /// Tasks woken by a thread holding none of our Ps (sysmon or the poller
+    /// firing timers, a plain OS thread sending on a channel). Served
+    /// before `injector`: behind a backlog of new work there, a wake could
+    /// wait for the whole backlog to run.
+    woken: Injector<TaskRef>,
     idle_ps: Mutex<Vec<usize>>,
     npidle: AtomicUsize,
     nmspinning: AtomicUsize,
@@ -357,6 +371,7 @@ impl Shared {
             id,
             ps: (0..workers).map(P::new).collect(),
             injector: Injector::new(),
+            woken: Injector::new(),
             idle_ps: Mutex::new((0..workers).rev().collect()),
             npidle: AtomicUsize::new(workers),
             nmspinning: AtomicUsize::new(0),
@@ -483,6 +498,35 @@ impl Shared {
         self.wakep();
     }
 
+    /// Queues a woken task from a thread holding none of our Ps.
+    pub(crate) fn inject_woken(&self, task: TaskRef) {
+        if self.shutdown.load(Ordering::Acquire) {
+            return;
+        }
+        self.woken.push(task);
+        self.wakep();
+    }
+
+    /// One task from the global queues, the woken one first if
+    /// `woken_first`.
+    fn steal_global_one(&self, woken_first: bool) -> Option<TaskRef> {
+        let (first, second) = if woken_first {
+            (&self.woken, &self.injector)
+        } else {
+            (&self.injector, &self.woken)
+        };
+        [first, second].into_iter().find_map(|q| {
+            std::iter::repeat_with(|| q.steal())
+                .find(|s| !s.is_retry())?
+                .success()
+        })
+    }
+
+    /// Work waits in a global queue.
+    fn global_has_work(&self) -> bool {
+        !self.woken.is_empty() || !self.injector.is_empty()
+    }
+
     fn pidleget(&self) -> Option<usize> {
         let mut idle = lock(&self.idle_ps);
         let p = idle.pop()?;
@@ -498,7 +542,7 @@ impl Shared {
 
     /// Any runnable G waiting in a queue?
     pub(crate) fn work_queued(&self) -> bool {
-        !self.injector.is_empty() || self.ps.iter().any(P::has_work)
+        self.global_has_work() || self.ps.iter().any(P::has_work)
     }
 
     /// Starts a spinning M if there are idle Ps and nobody spins.
@@ -603,7 +647,7 @@ impl Shared {
         // Work, or timers nobody watches: the P needs an M now (one with
         // nothing to run becomes the poller, with the timers as timeout).
         if self.ps[p].has_work()
-            || !self.injector.is_empty()
+            || self.global_has_work()
             || (timers && !self.poller_held.load(Ordering::SeqCst))
         {
             self.startm(p);
@@ -631,7 +675,7 @@ impl Shared {
         let pp = &self.ps[p];
         let s = pp.status.load(Ordering::Acquire);
         let (epoch, state) = (s >> 2, s & 3);
-        let others_wait = pp.has_work() || !self.injector.is_empty();
+        let others_wait = pp.has_work() || self.global_has_work();
         let take = match state {
             P_SYSCALL => {
                 let in_call = now.saturating_sub(pp.syscall_since.load(Ordering::Relaxed));
@@ -721,7 +765,7 @@ impl Shared {
     }
 
     pub(crate) fn injector_len(&self) -> usize {
-        self.injector.len()
+        self.injector.len() + self.woken.len()
     }
 
     pub(crate) fn notify_sleeper(&self) {
@@ -750,6 +794,7 @@ impl Shared {
             t.unpark();
         }
         while let Steal::Success(_) | Steal::Retry = self.injector.steal() {}
+        while let Steal::Success(_) | Steal::Retry = self.woken.steal() {}
         for p in self.ps.iter() {
             drop(p.take_runnext());
             // SAFETY: every M has exited; nobody else holds any P.
@@ -872,7 +917,7 @@ pub(crate) fn enqueue_woken(task: TaskRef) {
         }
     });
     if queued.is_none() {
-        shared.inject(task.take().expect("not queued"));
+        shared.inject_woken(task.take().expect("not queued"));
     }
 }
 
@@ -888,7 +933,7 @@ fn swap_into_runnext(shared: &Shared, ctx: &tls::Ctx, task: TaskRef) -> Option<T
         // after our status load, the P is handed on with its runnext seen:
         // `retake` checks for work after its own CAS.)
         if let Some(t) = p.take_runnext() {
-            shared.inject(t);
+            shared.inject_woken(t);
         }
     } else if old.is_null()
         && shared.npidle.load(Ordering::Relaxed) != 0
@@ -915,7 +960,7 @@ fn queue_locally(shared: &Shared, task: TaskRef) {
         shared.wakep();
     });
     if queued.is_none() {
-        shared.inject(task.take().expect("not queued"));
+        shared.inject_woken(task.take().expect("not queued"));
     }
 }
 
@@ -1149,25 +1194,29 @@ impl M {
         self.rng
     }
 
-    fn steal_injector(&mut self, p: &P) -> Option<TaskRef> {
+    /// Takes a share of a global queue into `p`'s local queue, woken tasks
+    /// first, and returns one to run.
+    fn steal_global(&mut self, p: &P) -> Option<TaskRef> {
         let n = self.shared.ps.len();
-        let limit = (self.shared.injector.len() / n + 1).min(128);
         // SAFETY: this M holds `p` in SCHED state (we are in scheduler code).
         let local = unsafe { p.local() };
-        loop {
-            match self
-                .shared
-                .injector
-                .steal_batch_with_limit_and_pop(local, limit)
-            {
-                Steal::Success(t) => {
-                    p.note_queued(true);
-                    return Some(t);
+        for queue in [&self.shared.woken, &self.shared.injector] {
+            if queue.is_empty() {
+                continue;
+            }
+            let limit = (queue.len() / n + 1).min(128);
+            loop {
+                match queue.steal_batch_with_limit_and_pop(local, limit) {
+                    Steal::Success(t) => {
+                        p.note_queued(true);
+                        return Some(t);
+                    }
+                    Steal::Empty => break,
+                    Steal::Retry => continue,
                 }
-                Steal::Empty => return None,
-                Steal::Retry => continue,
             }
         }
+        None
     }
 
     /// The next task for this M's P. `only_runnable` repeats the checks
@@ -1191,8 +1240,10 @@ impl M {
             self.tick = self.tick.wrapping_add(1);
             // One task, not a batch, as Go's `globrunqget(pp, 1)`: a batch
             // would land behind a full local queue and spill straight back.
+            // The two global queues take turns to go first, so neither can
+            // starve the other.
             if self.tick.is_multiple_of(61)
-                && let Some(t) = shared.injector.steal().success()
+                && let Some(t) = shared.steal_global_one(self.tick.is_multiple_of(122))
             {
                 return Some((t, false));
             }
@@ -1204,7 +1255,7 @@ impl M {
                 return Some((t, false));
             }
             p.note_queued(false);
-            if let Some(t) = self.steal_injector(p) {
+            if let Some(t) = self.steal_global(p) {
                 return Some((t, false));
             }
             if self.poll_network(Some(Duration::ZERO)) {
@@ -1529,7 +1580,7 @@ impl M {
         if timer != u64::MAX && timer <= shared.nanos() {
             return false;
         }
-        if self.tick.wrapping_add(1).is_multiple_of(61) && !shared.injector.is_empty() {
+        if self.tick.wrapping_add(1).is_multiple_of(61) && shared.global_has_work() {
             return false;
         }
         // SAFETY: scheduler code holding `p`.

@@ -418,3 +418,67 @@ fn a_wake_from_inside_blocking_runs_while_the_waker_blocks() {
     assert!(waker.join().unwrap(), "the woken coroutine did not run");
     sleeper.join().unwrap();
 }
+
+/// A wake from a thread holding none of the runtime's Ps (a plain thread
+/// here; sysmon or the poller firing a timer take the same path) runs
+/// before a backlog of new coroutines in the global queue, not after all
+/// of it: behind a spawn loop's spill, a sleeper used to wake tens of
+/// milliseconds late.
+#[test]
+fn an_outside_wake_goes_ahead_of_a_backlog_of_new_coroutines() {
+    const BACKLOG: usize = 10_000;
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let woken = Arc::new(AtomicBool::new(false));
+    // Backlog coroutines that ran after the wake was issued.
+    let ran_after = Arc::new(AtomicUsize::new(0));
+    let (who_tx, who_rx) = std::sync::mpsc::channel::<Unparker>();
+    let (flag, count) = (woken.clone(), ran_after.clone());
+    let sleeper = rt.spawn(move || {
+        who_tx.send(unparker()).unwrap();
+        while !flag.load(Ordering::Acquire) {
+            park(WaitReason::Park);
+        }
+        count.load(Ordering::SeqCst)
+    });
+    let wake = who_rx.recv().unwrap();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let waker = std::thread::spawn({
+        let woken = woken.clone();
+        move || {
+            go_rx.recv().unwrap();
+            woken.store(true, Ordering::Release);
+            wake.unpark();
+        }
+    });
+    let (flag, count) = (woken.clone(), ran_after.clone());
+    let spawner = rt.spawn(move || {
+        // On one worker these fill the local queue, and the rest spill to
+        // the global one.
+        let backlog: Vec<_> = (0..BACKLOG)
+            .map(|_| {
+                let (flag, count) = (flag.clone(), count.clone());
+                go!(move || {
+                    if flag.load(Ordering::Acquire) {
+                        count.fetch_add(1, Ordering::SeqCst);
+                    }
+                })
+            })
+            .collect();
+        go_tx.send(()).unwrap();
+        // Keep the worker until the wake is queued (no yield point here).
+        while !flag.load(Ordering::Acquire) {
+            std::hint::spin_loop();
+        }
+        backlog
+    });
+    let backlog = spawner.join().unwrap();
+    waker.join().unwrap();
+    let before_sleeper = sleeper.join().unwrap();
+    for h in backlog {
+        h.join().unwrap();
+    }
+    assert!(
+        before_sleeper < BACKLOG / 2,
+        "{before_sleeper} of {BACKLOG} queued coroutines ran before the woken one"
+    );
+}
