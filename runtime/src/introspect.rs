@@ -234,7 +234,7 @@ pub struct Stats {
     /// Timer heap entries: armed timers, plus cancelled ones not yet swept
     /// (sweeping keeps those below about half).
     pub timers: usize,
-    /// Coroutines waiting in the global queue.
+    /// Coroutines waiting in the global queues (new work and off-P wakes).
     pub global_queue: usize,
     /// Coroutine stacks in use (all runtimes).
     pub stacks_in_use: usize,

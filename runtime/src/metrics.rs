@@ -146,7 +146,7 @@ pub fn metrics_text() -> String {
         ),
         (
             "corun_global_queue_length",
-            "Coroutines waiting in the global run queue.",
+            "Coroutines waiting in the global run queues.",
             |s| s.global_queue as u64,
         ),
     ];
