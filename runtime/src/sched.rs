@@ -54,7 +54,7 @@
 //! the status to a new epoch and hands the P to another M. The old M keeps
 //! its coroutine; every P access it makes from coroutine code first CASes
 //! USER -> SCHED under its own epoch, which fails once the P is gone, and
-//! then uses the injector instead. The exception is a wake into `runnext`,
+//! then uses a global queue instead. The exception is a wake into `runnext`,
 //! an atomic any thread may swap: the waker swaps first and checks the
 //! status after (sysmon checks for work after its CAS), so a task landing
 //! on a P taken meanwhile is taken back and injected. When its coroutine
@@ -1569,7 +1569,7 @@ impl M {
 
     /// True when the task that just yielded on `p` is what `find_runnable`
     /// would pick next anyway: its checks, in its order, all come up empty
-    /// (no shutdown, no due timer, no injector turn with work waiting, no
+    /// (no shutdown, no due timer, no global-queue turn with work waiting, no
     /// runnext, an empty local queue).
     fn only_runnable(&self, p: &P) -> bool {
         let shared = self.shared;
