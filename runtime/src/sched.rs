@@ -34,7 +34,7 @@
 //! sending on a channel) go to the woken queue, which is served first: a
 //! spawn loop's spills can leave tens of thousands of new Gs in the
 //! injector, and a woken G behind them waited for all of them (a 10 ms
-//! sleep woke up to 80 ms late). The 61st-round check alternates which of
+//! sleep woke up to 85 ms late). The 61st-round check alternates which of
 //! the two it tries first, so neither starves the other.
 //!
 //! Producers call `wakep` when there are idle Ps and no spinning M: it starts
