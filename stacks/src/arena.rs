@@ -236,16 +236,20 @@ pub fn for_each_chunk(mut f: impl FnMut(usize, usize)) {
 pub enum Carved {
     /// The slot's top; its guard is in place.
     Guarded(usize),
-    /// The slot's base; no guard yet.
-    Unguarded(usize),
+    /// A new slot with no guard yet: its base and its top.
+    Unguarded { base: usize, top: usize },
 }
 
-/// Installs the guard of a slot carved as `Carved::Unguarded(base)` and
-/// returns the slot's top. Callable without the pool lock: the slot is
-/// owned by the caller until it is handed out.
-pub fn guard(base: usize, slot: usize) -> io::Result<usize> {
-    install_guard(base)?;
-    Ok(base + slot)
+impl Carved {
+    /// Installs the guard of an unguarded slot and returns the slot's top.
+    /// Callable without the pool lock: the slot is the caller's until it is
+    /// handed out. On failure the slot is still unguarded.
+    pub fn guard(&self) -> io::Result<usize> {
+        match *self {
+            Carved::Guarded(top) => Ok(top),
+            Carved::Unguarded { base, top } => install_guard(base).map(|()| top),
+        }
+    }
 }
 
 /// Hands out slots of one usable size. Owned by the pool under its lock.
@@ -286,27 +290,35 @@ impl SlotAllocator {
 
     /// Takes a slot. A slot handed out before comes back with its guard in
     /// place; a new one is `Carved::Unguarded`, and the caller installs its
-    /// guard with [`guard`] after dropping the pool lock (a system call of
+    /// guard with [`Carved::guard`] after dropping the pool lock (a system call of
     /// ~0.7 us that two threads taking new stacks need not take in turn).
     pub fn carve(&mut self) -> io::Result<Carved> {
         if let Some(top) = self.free.pop() {
             return Ok(Carved::Guarded(top));
         }
         if let Some(base) = self.unguarded.pop() {
-            return Ok(Carved::Unguarded(base));
+            return Ok(Carved::Unguarded {
+                base,
+                top: base + self.slot,
+            });
         }
         if self.bump == self.bump_end {
             self.new_chunk()?;
         }
         let base = self.bump;
         self.bump += self.slot;
-        Ok(Carved::Unguarded(base))
+        Ok(Carved::Unguarded {
+            base,
+            top: base + self.slot,
+        })
     }
 
     /// Takes back a slot from [`carve`](Self::carve) whose guard could not
     /// be installed, so the next carve tries again.
-    pub fn return_unguarded(&mut self, base: usize) {
-        self.unguarded.push(base);
+    pub fn return_unguarded(&mut self, carved: Carved) {
+        if let Carved::Unguarded { base, .. } = carved {
+            self.unguarded.push(base);
+        }
     }
 
     /// Takes back slots whose pages the caller has already released.

@@ -289,9 +289,8 @@ pub fn acquire(size: usize) -> io::Result<usize> {
                 return Some(Ok(top));
             }
             let carved = pool.alloc.carve();
-            let slot = pool.alloc.slot_size();
             drop(pools);
-            let fresh = guard_carved(carved, size, slot);
+            let fresh = guard_carved(carved, size);
             match fresh {
                 Ok(_) => note_peak(),
                 Err(_) => counts.add_in_use(-1),
@@ -319,19 +318,19 @@ fn take_from_global(size: usize) -> io::Result<usize> {
         return Ok(top);
     }
     let carved = pool.alloc.carve();
-    let slot = pool.alloc.slot_size();
     drop(pools);
-    guard_carved(carved, size, slot)
+    guard_carved(carved, size)
 }
 
 /// Finishes a carve outside the pool lock: a new slot gets its guard here,
 /// and goes back to the allocator if that fails.
-fn guard_carved(carved: io::Result<Carved>, size: usize, slot: usize) -> io::Result<usize> {
-    match carved? {
-        Carved::Guarded(top) => Ok(top),
-        Carved::Unguarded(base) => arena::guard(base, slot)
-            .inspect_err(|_| size_pool(&mut global(), size).alloc.return_unguarded(base)),
-    }
+fn guard_carved(carved: io::Result<Carved>, size: usize) -> io::Result<usize> {
+    let carved = carved?;
+    carved.guard().inspect_err(|_| {
+        size_pool(&mut global(), size)
+            .alloc
+            .return_unguarded(carved)
+    })
 }
 
 /// Returns a stack to the calling thread's cache, spilling the older half to
