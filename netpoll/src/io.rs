@@ -19,9 +19,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use corun_runtime::{WaitReason, is_coroutine, yield_point};
+use corun_runtime::{WaitReason, is_coroutine, park_deadline, yield_point};
 
 use crate::driver::{Direction, Source};
+
+/// The first and the longest pause of [`Io::io_retrying`]: a receiver that
+/// drains at once costs its sender ~10 us, one that stays full costs it a
+/// system call every 5 ms.
+const RETRY_PAUSE_MIN: Duration = Duration::from_micros(10);
+const RETRY_PAUSE_MAX: Duration = Duration::from_millis(5);
 
 /// Which way an operation goes.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -205,6 +211,48 @@ impl<S: AsRawFd> Io<S> {
                     self.wait_for(d, 0, reason, deadline)?;
                 }
             }
+        }
+    }
+
+    /// As [`Io::io`], for a call whose readiness the kernel does not
+    /// report: it retries after a growing pause instead of waiting for the
+    /// poller. A Unix datagram `send_to` on an unconnected socket is one:
+    /// when the receiver's queue is full it fails with `EAGAIN`, but the
+    /// sender stays writable (its own buffer is empty), and freeing the
+    /// failed datagram's buffer even raises a fresh `EPOLLOUT` edge, so a
+    /// readiness wait would return at once and the retry loop would spin a
+    /// worker for as long as the receiver stays full. Nothing tells the
+    /// sender when that receiver drains, so polling is all there is.
+    pub(crate) fn io_retrying<R>(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        mut op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        yield_point();
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
+        let mut pause = RETRY_PAUSE_MIN;
+        loop {
+            match op(&self.inner) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                r => return r,
+            }
+            if self.nonblocking.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let now = Instant::now();
+            let until = match deadline {
+                Some(d) if now >= d => return Err(timed_out()),
+                Some(d) => d.min(now + pause),
+                None => now + pause,
+            };
+            // Parks a coroutine, or sleeps a plain thread. Nothing else
+            // wakes this wait, so an early return only means one more try.
+            park_deadline(reason, until);
+            pause = (pause * 2).min(RETRY_PAUSE_MAX);
         }
     }
 

@@ -426,6 +426,11 @@ impl UnixDatagram {
 
     /// Sends one datagram to `path`.
     ///
+    /// If `path`'s queue is full this waits by retrying, after pauses that
+    /// grow from 10 us to 5 ms, within the write timeout: Linux does not
+    /// tell an unconnected sender when a receiver drains. A connected
+    /// socket's [`send`](Self::send) waits for the poller instead.
+    ///
     /// ```
     /// use corun_netpoll::UnixDatagram;
     ///
@@ -440,7 +445,7 @@ impl UnixDatagram {
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
         let path = path.as_ref();
         self.io
-            .io(Dir::Write, WaitReason::IoWrite, |s| s.send_to(buf, path))
+            .io_retrying(Dir::Write, WaitReason::IoWrite, |s| s.send_to(buf, path))
     }
 
     /// Receives one datagram and its sender.

@@ -790,3 +790,122 @@ fn send_with_descriptor(s: &std::os::unix::net::UnixStream, data: &[u8]) {
     };
     assert_eq!(sent, data.len() as isize);
 }
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid timespec to write.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0);
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// Fills the queue of a Unix datagram socket at `path` from an unconnected
+/// sender; returns the sender and how many datagrams went in.
+fn full_unix_receiver(path: &std::path::Path) -> (UnixDatagram, UnixDatagram, usize) {
+    let _ = std::fs::remove_file(path);
+    let receiver = UnixDatagram::bind(path).unwrap();
+    let sender = UnixDatagram::unbound().unwrap();
+    sender.set_nonblocking(true).unwrap();
+    let mut queued = 0;
+    loop {
+        match sender.send_to(b"filler", path) {
+            Ok(_) => queued += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("filling the receiver: {e}"),
+        }
+    }
+    sender.set_nonblocking(false).unwrap();
+    assert!(queued > 0);
+    (receiver, sender, queued)
+}
+
+/// Sends to the full receiver from `send` (on a plain thread or a pinned
+/// coroutine, so the thread's CPU clock is the sender's alone), drains the
+/// receiver 300 ms later, and checks that the sender waited without
+/// spinning: the kernel never reports when such a receiver drains, so a
+/// readiness wait would return at once, again and again.
+fn send_to_a_full_receiver_waits_quietly(in_coroutine: bool) {
+    let path = std::env::temp_dir().join(format!(
+        "corun-net-full-{}-{in_coroutine}",
+        std::process::id()
+    ));
+    let (receiver, sender, queued) = full_unix_receiver(&path);
+    let drained = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let send = {
+        let (path, drained) = (path.clone(), drained.clone());
+        move || {
+            let before = thread_cpu();
+            assert_eq!(sender.send_to(b"last", &path).unwrap(), 4);
+            assert!(drained.load(Ordering::SeqCst), "sent into a full queue");
+            thread_cpu() - before
+        }
+    };
+    let cpu = if in_coroutine {
+        let h = rt().block_on(|| {
+            corun_runtime::Builder::new()
+                .pinned(true)
+                .spawn(send)
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        drained.store(true, Ordering::SeqCst);
+        let mut buf = [0u8; 8];
+        for _ in 0..queued {
+            assert_eq!(receiver.recv(&mut buf).unwrap(), 6);
+        }
+        h.join().unwrap()
+    } else {
+        let h = std::thread::spawn(send);
+        std::thread::sleep(Duration::from_millis(300));
+        drained.store(true, Ordering::SeqCst);
+        let mut buf = [0u8; 8];
+        for _ in 0..queued {
+            assert_eq!(receiver.recv(&mut buf).unwrap(), 6);
+        }
+        h.join().unwrap()
+    };
+    let mut buf = [0u8; 8];
+    assert_eq!(receiver.recv(&mut buf).unwrap(), 4);
+    assert_eq!(&buf[..4], b"last");
+    // A spinning sender burns the whole 300 ms; one that pauses between
+    // tries, a few milliseconds at most.
+    assert!(
+        cpu < Duration::from_millis(100),
+        "the sender spun: {cpu:?} of CPU"
+    );
+    std::fs::remove_file(&path).unwrap();
+}
+
+#[test]
+fn unix_send_to_a_full_receiver_waits_quietly_on_a_thread() {
+    send_to_a_full_receiver_waits_quietly(false);
+}
+
+#[test]
+fn unix_send_to_a_full_receiver_waits_quietly_in_a_coroutine() {
+    send_to_a_full_receiver_waits_quietly(true);
+}
+
+#[test]
+fn unix_send_to_a_full_receiver_meets_the_write_timeout() {
+    let path = std::env::temp_dir().join(format!("corun-net-full-timeout-{}", std::process::id()));
+    let (_receiver, sender, _) = full_unix_receiver(&path);
+    sender
+        .set_write_timeout(Some(Duration::from_millis(30)))
+        .unwrap();
+    let h = rt().block_on(|| {
+        go!(move || {
+            let start = Instant::now();
+            let err = sender.send_to(b"late", &path).unwrap_err();
+            std::fs::remove_file(&path).unwrap();
+            (err.kind(), start.elapsed())
+        })
+    });
+    let (kind, waited) = h.join().unwrap();
+    assert_eq!(kind, ErrorKind::TimedOut);
+    assert!(waited >= Duration::from_millis(30), "{waited:?}");
+}
