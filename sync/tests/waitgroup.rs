@@ -111,3 +111,35 @@ fn negative_counter_panics_in_a_coroutine() {
         .unwrap();
     assert_eq!(msg, "sync: negative WaitGroup counter");
 }
+
+#[test]
+fn reuse_before_a_wait_returned_panics_in_that_wait() {
+    // One worker, so the woken waiter cannot run between this coroutine's
+    // `done` (which ends the round and wakes it) and its `add` (which
+    // starts the next round) until this coroutine joins it.
+    let rt = corun_runtime::Runtime::builder()
+        .workers(1)
+        .build()
+        .unwrap();
+    let msg = rt.block_on(|| {
+        let wg = WaitGroup::new();
+        wg.add(1);
+        let w = wg.clone();
+        let waiter = corun_runtime::spawn(move || w.wait());
+        while format!("{wg:?}") != "WaitGroup { count: 1, waiters: 1 }" {
+            corun_runtime::yield_now();
+        }
+        wg.done();
+        wg.add(1);
+        let msg = waiter.join().unwrap_err();
+        wg.done();
+        msg.downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| msg.downcast_ref::<String>().cloned())
+            .unwrap()
+    });
+    assert_eq!(
+        msg,
+        "sync: WaitGroup is reused before previous Wait has returned"
+    );
+}

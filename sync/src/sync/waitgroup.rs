@@ -24,7 +24,9 @@ struct Inner {
 /// until the counter is zero. Clones share the counter.
 ///
 /// A group can be reused once every `wait` of the previous round has
-/// returned. A counter going negative panics with Go's message,
+/// returned; a `wait` that wakes to find a new round begun panics, as Go's
+/// does, with "sync: WaitGroup is reused before previous Wait has
+/// returned". A counter going negative panics with Go's message,
 /// "sync: negative WaitGroup counter".
 ///
 /// ```
@@ -129,6 +131,10 @@ impl WaitGroup {
 
     /// Waits until the counter is zero. A yield point.
     ///
+    /// # Panics
+    /// If the group was reused (a positive `add` from zero) after the
+    /// round this call waited for ended but before it returned.
+    ///
     /// ```
     /// use std::time::Duration;
     /// use corun_sync::sync::WaitGroup;
@@ -151,6 +157,14 @@ impl WaitGroup {
             match state.compare_exchange_weak(s, s + 1, Ordering::AcqRel, Ordering::Acquire) {
                 Ok(_) => {
                     self.inner.sema.acquire(false, WaitReason::WaitGroup);
+                    // The round ended with the word reset to zero before
+                    // the wake; anything else is a new round begun before
+                    // this wait returned, which could also have let a
+                    // waiter of that round take this one's token and
+                    // return early. Go panics here too.
+                    if state.load(Ordering::Acquire) != 0 {
+                        panic!("sync: WaitGroup is reused before previous Wait has returned");
+                    }
                     return;
                 }
                 Err(cur) => s = cur,
