@@ -424,8 +424,13 @@ pub fn yield_point() {
 /// assert!(start.elapsed() >= Duration::from_millis(5));
 /// ```
 pub fn sleep(d: Duration) {
-    match Instant::now().checked_add(d) {
-        Some(deadline) => sleep_until(deadline),
+    let now = Instant::now();
+    match now.checked_add(d) {
+        Some(deadline) => {
+            if !park::park_deadline_from(WaitReason::Sleep, now, deadline) {
+                sleep_until(deadline);
+            }
+        }
         None => loop {
             park(WaitReason::Sleep);
         },

@@ -519,7 +519,13 @@ pub fn park(reason: WaitReason) {
 /// assert!(h.join().unwrap());
 /// ```
 pub fn park_deadline(reason: WaitReason, deadline: Instant) -> bool {
-    let now = Instant::now();
+    park_deadline_from(reason, Instant::now(), deadline)
+}
+
+/// [`park_deadline`] for a caller that has just read the clock (`now`):
+/// `sleep` computes its deadline from it, and a reading costs ~2% of a
+/// sleeper.
+pub(crate) fn park_deadline_from(reason: WaitReason, now: Instant, deadline: Instant) -> bool {
     if now >= deadline {
         return true;
     }
