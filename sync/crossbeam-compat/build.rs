@@ -9,6 +9,14 @@
 //! the import. The upstream release itself is not linked into the tests
 //! (its crate name here is `upstream_crossbeam_channel`), so a reference
 //! left unchanged would fail to compile rather than test the wrong crate.
+//!
+//! Each file is written a second time with every test's body run in a
+//! coroutine (`support::in_coroutine`): the test's own sends, receives and
+//! selects then park a coroutine while the threads it spawns stay OS
+//! threads, so the suite also covers channels shared between the two. The
+//! wrapping is textual and relies on upstream's rustfmt layout (a `#[test]`
+//! function opens with `fn name() {` and closes with `}` at the same
+//! indentation); a file laid out otherwise fails the build, not the test.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,24 +46,105 @@ fn main() {
     names.sort();
     assert!(!names.is_empty(), "{} holds no tests", tests.display());
     for name in names {
-        assert!(
-            manifest_dir
-                .join("tests")
-                .join(format!("{name}.rs"))
-                .is_file(),
-            "upstream test file {name}.rs has no tests/{name}.rs here to run it"
-        );
-        let text = fs::read_to_string(tests.join(format!("{name}.rs"))).unwrap();
-        let file = out.join(format!("{name}.rs"));
-        fs::write(&file, repoint_imports(&text)).unwrap();
+        let runner = |suffix: &str| {
+            let file = format!("{name}{suffix}.rs");
+            assert!(
+                manifest_dir.join("tests").join(&file).is_file(),
+                "upstream test file {name}.rs has no tests/{file} here to run it"
+            );
+        };
+        runner("");
+        let text = repoint_imports(&fs::read_to_string(tests.join(format!("{name}.rs"))).unwrap());
+        let plain = out.join(format!("{name}.rs"));
+        fs::write(&plain, &text).unwrap();
+        let wrapped = out.join(format!("{name}.in_coroutines.rs"));
+        fs::write(&wrapped, bodies_in_coroutines(&text, &name)).unwrap();
         // `tests/{name}.rs` includes this; a module file (unlike the text
         // of an `include!`) may open with inner attributes.
-        let module = format!(
-            "#[path = {:?}]\nmod upstream;\n",
-            file.display().to_string()
-        );
-        fs::write(out.join(format!("{name}.mod.rs")), module).unwrap();
+        let mut modules = module("upstream", &plain);
+        // A file with its own global allocator cannot be compiled twice
+        // into one binary: its coroutine run gets a binary of its own.
+        if text.contains("#[global_allocator]") {
+            runner("_in_coroutines");
+            let own = module("in_coroutines", &wrapped);
+            fs::write(out.join(format!("{name}_in_coroutines.mod.rs")), own).unwrap();
+        } else {
+            modules.push_str(&module("in_coroutines", &wrapped));
+        }
+        fs::write(out.join(format!("{name}.mod.rs")), modules).unwrap();
     }
+}
+
+fn module(name: &str, file: &Path) -> String {
+    format!("#[path = {:?}]\nmod {name};\n", file.display().to_string())
+}
+
+/// Tests whose coroutine run is ignored (`--include-ignored` runs it), as
+/// (file, test, why).
+const NOT_IN_COROUTINES: &[(&str, &str, &str)] = &[(
+    "list",
+    "stack_overflow",
+    "a 32 KiB message overflows a coroutine's default 256 KiB stack on \
+     corun's channel paths, which hold about 8 copies of a message (24 KiB \
+     fits; crossbeam's fit 48): see docs/channels.md",
+)];
+
+/// The file with the body of every `#[test]` function wrapped in
+/// `crate::support::in_coroutine(|| { ... })`.
+fn bodies_in_coroutines(text: &str, name: &str) -> String {
+    let mut not_here: Vec<_> = NOT_IN_COROUTINES
+        .iter()
+        .filter(|(file, ..)| *file == name)
+        .collect();
+    let mut out = String::with_capacity(text.len() + 4096);
+    let mut tests = 0;
+    let mut wrapped = 0;
+    // The indentation of a `#[test]` whose function has not opened yet.
+    let mut pending: Option<&str> = None;
+    // The line that closes the function being wrapped.
+    let mut closing: Option<String> = None;
+    for line in text.lines() {
+        let code = line.trim_start();
+        let indent = &line[..line.len() - code.len()];
+        if closing.as_deref() == Some(line) {
+            out.push_str(indent);
+            out.push_str("}) }");
+            closing = None;
+        } else if code == "#[test]" {
+            tests += 1;
+            pending = Some(indent);
+            out.push_str(line);
+        } else if let Some(at) = pending {
+            if !code.starts_with("#[") {
+                assert!(
+                    indent == at && code.starts_with("fn ") && code.ends_with("() {"),
+                    "{name}.rs: a #[test] opens with `{line}`, not `fn name() {{`"
+                );
+                let test = &code["fn ".len()..code.len() - "() {".len()];
+                if let Some(k) = not_here.iter().position(|(_, t, _)| *t == test) {
+                    out.push_str(&format!("{indent}#[ignore = {:?}]\n", not_here[k].2));
+                    not_here.remove(k);
+                }
+                out.push_str(line);
+                out.push_str(" crate::support::in_coroutine(|| {");
+                closing = Some(format!("{indent}}}"));
+                pending = None;
+                wrapped += 1;
+            } else {
+                out.push_str(line);
+            }
+        } else {
+            out.push_str(line);
+        }
+        out.push('\n');
+    }
+    assert!(
+        closing.is_none() && pending.is_none(),
+        "{name}.rs: a #[test] function never closes"
+    );
+    assert_eq!(tests, wrapped, "{name}.rs: every #[test] is wrapped");
+    assert!(not_here.is_empty(), "{name}.rs has no test {not_here:?}");
+    out
 }
 
 /// The file with its `crossbeam_channel` imports pointed at corun.

@@ -15,3 +15,12 @@ static WATCHDOG: extern "C" fn() = {
     }
     arm
 };
+
+/// Runs an upstream test's body in a coroutine on corun's global runtime
+/// (see `build.rs`), passing its panic on to the test's thread, so
+/// `#[should_panic]` tests see their own message.
+pub fn in_coroutine(body: impl FnOnce() + Send + 'static) {
+    if let Err(panic) = corun_runtime::spawn(body).join() {
+        std::panic::resume_unwind(panic);
+    }
+}
