@@ -844,30 +844,25 @@ fn send_to_a_full_receiver_waits_quietly(in_coroutine: bool) {
             thread_cpu() - before
         }
     };
-    let cpu = if in_coroutine {
+    let join: Box<dyn FnOnce() -> Duration> = if in_coroutine {
         let h = rt().block_on(|| {
             corun_runtime::Builder::new()
                 .pinned(true)
                 .spawn(send)
                 .unwrap()
         });
-        std::thread::sleep(Duration::from_millis(300));
-        drained.store(true, Ordering::SeqCst);
-        let mut buf = [0u8; 8];
-        for _ in 0..queued {
-            assert_eq!(receiver.recv(&mut buf).unwrap(), 6);
-        }
-        h.join().unwrap()
+        Box::new(move || h.join().unwrap())
     } else {
         let h = std::thread::spawn(send);
-        std::thread::sleep(Duration::from_millis(300));
-        drained.store(true, Ordering::SeqCst);
-        let mut buf = [0u8; 8];
-        for _ in 0..queued {
-            assert_eq!(receiver.recv(&mut buf).unwrap(), 6);
-        }
-        h.join().unwrap()
+        Box::new(move || h.join().unwrap())
     };
+    std::thread::sleep(Duration::from_millis(300));
+    drained.store(true, Ordering::SeqCst);
+    let mut buf = [0u8; 8];
+    for _ in 0..queued {
+        assert_eq!(receiver.recv(&mut buf).unwrap(), 6);
+    }
+    let cpu = join();
     let mut buf = [0u8; 8];
     assert_eq!(receiver.recv(&mut buf).unwrap(), 4);
     assert_eq!(&buf[..4], b"last");

@@ -3,18 +3,8 @@
 //! counting global allocator, which one binary can hold only once.
 #![allow(warnings, clippy::all)]
 
+#[path = "support/one_test_at_a_time.rs"]
+mod one_test_at_a_time;
 mod support;
 
 include!(concat!(env!("OUT_DIR"), "/golang_in_coroutines.mod.rs"));
-
-/// One test at a time, for the reason given in `golang.rs`.
-#[used]
-#[link_section = ".init_array"]
-static ONE_TEST_AT_A_TIME: extern "C" fn() = {
-    extern "C" fn one_test_at_a_time() {
-        if std::env::var_os("RUST_TEST_THREADS").is_none() {
-            std::env::set_var("RUST_TEST_THREADS", "1");
-        }
-    }
-    one_test_at_a_time
-};
