@@ -218,11 +218,11 @@ impl<S: AsRawFd> Io<S> {
     /// report: it retries after a growing pause instead of waiting for the
     /// poller. A Unix datagram `send_to` on an unconnected socket is one:
     /// when the receiver's queue is full it fails with `EAGAIN`, but the
-    /// sender stays writable (its own buffer is empty), and freeing the
-    /// failed datagram's buffer even raises a fresh `EPOLLOUT` edge, so a
-    /// readiness wait would return at once and the retry loop would spin a
-    /// worker for as long as the receiver stays full. Nothing tells the
-    /// sender when that receiver drains, so polling is all there is.
+    /// sender is still reported writable (its own buffer is empty), so a
+    /// readiness wait returned at once and the retry loop spun a worker
+    /// for as long as the receiver stayed full (measured: ~300 ms of CPU
+    /// in 300 ms). Nothing tells an unconnected sender when its receiver
+    /// drains, so polling is all there is.
     pub(crate) fn io_retrying<R>(
         &self,
         dir: Dir,
