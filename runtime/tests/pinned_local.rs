@@ -2,9 +2,14 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashSet;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
 use corun_runtime::{Builder, Runtime, coroutine_local, go};
+
+/// How long a test waits for something the OS decides (which thread runs
+/// what) before it reports a failure.
+const LIVENESS: Duration = Duration::from_secs(20);
 
 #[test]
 fn pinned_coroutine_stays_on_its_thread() {
@@ -41,26 +46,39 @@ fn pinned_coroutine_stays_on_its_thread() {
 #[test]
 fn unpinned_coroutines_do_migrate() {
     // The counterpart: without pinning, work really moves between threads
-    // (which is what makes pinning necessary).
+    // (which is what makes pinning necessary). Which thread runs what is the
+    // OS's call, so the coroutines go on past their 500 sleeps until two
+    // threads have been seen (or a generous bound passes).
     let rt = Runtime::builder().workers(2).build().unwrap();
-    let seen = rt.block_on(|| {
-        let hs: Vec<_> = (0..16)
-            .map(|_| {
-                go!(|| {
-                    let mut seen = HashSet::new();
-                    for _ in 0..500 {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(HashSet::new()));
+    let start = Instant::now();
+    let hs: Vec<_> = (0..16)
+        .map(|_| {
+            let seen = seen.clone();
+            rt.spawn(move || {
+                let mut step = 0;
+                loop {
+                    let threads = {
+                        let mut seen = seen.lock().unwrap();
                         seen.insert(std::thread::current().id());
-                        corun_runtime::sleep(Duration::from_micros(20));
+                        seen.len()
+                    };
+                    if step >= 500 && (threads >= 2 || start.elapsed() >= LIVENESS) {
+                        break;
                     }
-                    seen
-                })
+                    corun_runtime::sleep(Duration::from_micros(20));
+                    step += 1;
+                }
             })
-            .collect();
-        hs.into_iter()
-            .flat_map(|h| h.join().unwrap())
-            .collect::<HashSet<_>>()
-    });
-    assert!(seen.len() >= 2);
+        })
+        .collect();
+    for h in hs {
+        h.join().unwrap();
+    }
+    assert!(
+        seen.lock().unwrap().len() >= 2,
+        "every coroutine ran on one thread"
+    );
 }
 
 coroutine_local! {
@@ -92,7 +110,7 @@ fn coroutine_locals_are_isolated_and_follow_the_coroutine() {
 struct DropCount(std::sync::Arc<std::sync::atomic::AtomicUsize>);
 impl Drop for DropCount {
     fn drop(&mut self) {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_add(1, Ordering::SeqCst);
     }
 }
 
@@ -112,32 +130,49 @@ fn coroutine_locals_drop_when_the_coroutine_ends() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(drops.load(std::sync::atomic::Ordering::SeqCst), 10);
+    assert_eq!(drops.load(Ordering::SeqCst), 10);
 }
 
 static INITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 coroutine_local! {
     static ONCE_PER_COROUTINE: Cell<u64> = {
-        INITS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        INITS.fetch_add(1, Ordering::SeqCst);
         Cell::new(0)
     };
 }
 
 #[test]
 fn coroutine_locals_initialise_once_per_coroutine_across_migrations() {
+    // Whether a coroutine moves is up to the OS scheduling the two workers:
+    // on a loaded machine one worker can run everything for a while. So every
+    // coroutine keeps going past its 500 steps until some coroutine has moved
+    // (or a generous bound passes, and the assertion below reports it).
+    static SOME_MOVED: AtomicBool = AtomicBool::new(false);
     let rt = Runtime::builder().workers(2).build().unwrap();
+    let start = Instant::now();
     let hs: Vec<_> = (0..200u64)
         .map(|i| {
             rt.spawn(move || {
                 let mut threads = HashSet::new();
-                for step in 0..500 {
+                let mut step = 0;
+                while step < 500
+                    || (!SOME_MOVED.load(Ordering::Relaxed) && start.elapsed() < LIVENESS)
+                {
                     ONCE_PER_COROUTINE.with(|c| {
                         assert_eq!(c.get(), step * i, "coroutine {i} lost its value");
                         c.set(c.get() + i);
                     });
                     threads.insert(std::thread::current().id());
-                    corun_runtime::yield_now();
+                    if threads.len() > 1 {
+                        SOME_MOVED.store(true, Ordering::Relaxed);
+                    }
+                    if step % 2 == 0 {
+                        corun_runtime::yield_now();
+                    } else {
+                        corun_runtime::sleep(Duration::from_micros(20));
+                    }
+                    step += 1;
                 }
                 threads.len()
             })
@@ -148,7 +183,7 @@ fn coroutine_locals_initialise_once_per_coroutine_across_migrations() {
         .map(|h| h.join().unwrap())
         .filter(|&n| n > 1)
         .count();
-    assert_eq!(INITS.load(std::sync::atomic::Ordering::SeqCst), 200);
+    assert_eq!(INITS.load(Ordering::SeqCst), 200);
     assert!(migrated > 0, "no coroutine moved between threads");
 }
 
@@ -157,7 +192,7 @@ struct DropsOnCoroutine;
 impl Drop for DropsOnCoroutine {
     fn drop(&mut self) {
         if corun_runtime::is_coroutine() {
-            LATE_DROPS_ON_COROUTINE.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            LATE_DROPS_ON_COROUTINE.fetch_add(1, Ordering::SeqCst);
         }
     }
 }
@@ -183,10 +218,7 @@ fn locals_created_by_destructors_are_dropped_on_the_coroutine() {
     go!(|| FIRST.with(|f| *f.borrow_mut() = Some(TouchesOtherLocal)))
         .join()
         .unwrap();
-    assert_eq!(
-        LATE_DROPS_ON_COROUTINE.load(std::sync::atomic::Ordering::SeqCst),
-        1
-    );
+    assert_eq!(LATE_DROPS_ON_COROUTINE.load(Ordering::SeqCst), 1);
 }
 
 /// Spawns `f` as a pinned coroutine of `rt`.
