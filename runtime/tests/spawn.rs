@@ -227,28 +227,34 @@ fn panicking_destructors_stay_in_their_coroutine() {
 #[test]
 fn stealing_spreads_cpu_work() {
     let rt = Runtime::builder().workers(2).build().unwrap();
-    let threads = rt.block_on(|| {
-        let hs: Vec<_> = (0..64)
-            .map(|_| {
-                go!(|| {
-                    // CPU work without yield points, long enough that one
-                    // worker alone would leave the other's queue waiting.
-                    let t = Instant::now();
-                    let mut x = 0u64;
-                    while t.elapsed() < Duration::from_millis(2) {
-                        x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                    }
-                    std::hint::black_box(x);
-                    std::thread::current().id()
+    // One round normally shows both threads; which thread runs is the OS's
+    // call though, so on a loaded machine rounds repeat, within a generous
+    // bound, until the idle worker has taken work from the busy one.
+    let start = Instant::now();
+    let mut threads = HashSet::new();
+    while threads.len() < 2 && start.elapsed() < Duration::from_secs(20) {
+        threads.extend(rt.block_on(|| {
+            let hs: Vec<_> = (0..64)
+                .map(|_| {
+                    go!(|| {
+                        // CPU work without yield points, long enough that one
+                        // worker alone would leave the other's queue waiting.
+                        let t = Instant::now();
+                        let mut x = 0u64;
+                        while t.elapsed() < Duration::from_millis(2) {
+                            x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                        }
+                        std::hint::black_box(x);
+                        std::thread::current().id()
+                    })
                 })
-            })
-            .collect();
-        hs.into_iter()
-            .map(|h| h.join().unwrap())
-            .collect::<HashSet<_>>()
-    });
+                .collect();
+            hs.into_iter()
+                .map(|h| h.join().unwrap())
+                .collect::<Vec<_>>()
+        }));
+    }
     assert!(threads.len() >= 2, "all CPU work ran on one thread");
-    assert!(rt.stats().steals > 0 || threads.len() >= 2);
 }
 
 #[test]
