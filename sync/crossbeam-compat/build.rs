@@ -79,23 +79,9 @@ fn module(name: &str, file: &Path) -> String {
     format!("#[path = {:?}]\nmod {name};\n", file.display().to_string())
 }
 
-/// Tests whose coroutine run is ignored (`--include-ignored` runs it), as
-/// (file, test, why).
-const NOT_IN_COROUTINES: &[(&str, &str, &str)] = &[(
-    "list",
-    "stack_overflow",
-    "a 32 KiB message overflows a coroutine's default 256 KiB stack on \
-     corun's channel paths, which hold about 8 copies of a message (24 KiB \
-     fits; crossbeam's fit 48): see docs/channels.md",
-)];
-
 /// The file with the body of every `#[test]` function wrapped in
 /// `crate::support::in_coroutine(|| { ... })`.
 fn bodies_in_coroutines(text: &str, name: &str) -> String {
-    let mut not_here: Vec<_> = NOT_IN_COROUTINES
-        .iter()
-        .filter(|(file, ..)| *file == name)
-        .collect();
     let mut out = String::with_capacity(text.len() + 4096);
     let mut tests = 0;
     let mut wrapped = 0;
@@ -120,11 +106,6 @@ fn bodies_in_coroutines(text: &str, name: &str) -> String {
                     indent == at && code.starts_with("fn ") && code.ends_with("() {"),
                     "{name}.rs: a #[test] opens with `{line}`, not `fn name() {{`"
                 );
-                let test = &code["fn ".len()..code.len() - "() {".len()];
-                if let Some(k) = not_here.iter().position(|(_, t, _)| *t == test) {
-                    out.push_str(&format!("{indent}#[ignore = {:?}]\n", not_here[k].2));
-                    not_here.remove(k);
-                }
                 out.push_str(line);
                 out.push_str(" crate::support::in_coroutine(|| {");
                 closing = Some(format!("{indent}}}"));
@@ -143,7 +124,6 @@ fn bodies_in_coroutines(text: &str, name: &str) -> String {
         "{name}.rs: a #[test] function never closes"
     );
     assert_eq!(tests, wrapped, "{name}.rs: every #[test] is wrapped");
-    assert!(not_here.is_empty(), "{name}.rs has no test {not_here:?}");
     out
 }
 

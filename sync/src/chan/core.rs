@@ -19,6 +19,13 @@
 //! buffered channels, and on zero-capacity ones the claimer hands them its
 //! own context so they move the value through its slot (an exchange).
 //!
+//! Messages move by pointer (`*_from` and `*_into`): a send's message stays
+//! where `send` put it until a receiver or the buffer takes it, a receive
+//! writes into the memory `recv` returns from, and the slots above are
+//! those two places. The by-value functions are thin wrappers around them.
+//! So a large message costs one copy on each side's stack, not one per
+//! step (see docs/channels.md, "Large messages").
+//!
 //! Once a select has used a channel, every unlock publishes a readiness
 //! hint (`Chan::hint`) computed from the state it leaves: whether a receive
 //! or a send could proceed. A select's first pass reads the hints without
@@ -29,7 +36,7 @@
 //! miss readiness (its registration) re-checks under the lock anyway.
 //! Channels no select touches pay one test per unlock for this.
 
-use std::collections::VecDeque;
+use std::mem::MaybeUninit;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
 use std::time::Instant;
@@ -40,10 +47,9 @@ use super::err::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use super::lock::{Guard, SpinLock};
+use super::ring::Ring;
 use super::select::Token;
-use super::waiter::{
-    Claimed, Ctx, Node, P_DONE, P_RESERVED, Queue, Slot, Wakes, slot_put, slot_take,
-};
+use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, Queue, Wakes, move_msg};
 
 /// `cap` of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
@@ -119,7 +125,7 @@ impl<T> Drop for Locked<'_, T> {
 }
 
 struct Inner<T> {
-    buf: VecDeque<T>,
+    buf: Ring<T>,
     /// Free slots promised to selected send operations not yet completed.
     res_send: usize,
     /// Buffered messages promised to selected receive operations.
@@ -141,27 +147,36 @@ struct Inner<T> {
     sendq: Queue,
 }
 
-enum SendStart<T> {
+/// How a send began. Only `Sent` took the message from the sender's memory.
+enum SendStart {
     Sent,
-    Full(T),
-    Disconnected(T),
+    Full,
+    Disconnected,
     /// A slot-less select arm was claimed; it takes the message from us.
-    Exchange(*const Ctx, T),
+    Exchange(*const Ctx),
 }
 
-enum RecvStart<T> {
-    Got(T),
+/// How a receive began. Only `Got` wrote a message to the receiver's memory.
+enum RecvStart {
+    Got,
     Empty,
     Disconnected,
     /// A slot-less select arm was claimed; it gives us the message.
     Exchange(*const Ctx),
 }
 
+/// Why a send failed; the message is still in the sender's memory.
+enum SendFailed {
+    Full,
+    Disconnected,
+    Timeout,
+}
+
 impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
         Chan {
             inner: SpinLock::new(Inner {
-                buf: VecDeque::with_capacity(initial_capacity(cap)),
+                buf: Ring::with_capacity(initial_capacity(cap)),
                 res_send: 0,
                 res_recv: 0,
                 woken_send: 0,
@@ -261,60 +276,74 @@ impl<T> Chan<T> {
         g.closed || g.rx_gone
     }
 
-    fn start_send(&self, g: &mut Inner<T>, msg: T, wakes: &mut Wakes) -> SendStart<T> {
+    /// # Safety
+    /// `msg` holds a message the caller owns. If this returns `Sent`, the
+    /// message was moved out and the caller must neither use nor drop it;
+    /// otherwise it is still there.
+    unsafe fn start_send(&self, g: &mut Inner<T>, msg: *const T, wakes: &mut Wakes) -> SendStart {
         if g.closed || g.rx_gone {
-            return SendStart::Disconnected(msg);
+            return SendStart::Disconnected;
         }
         if !g.recvq.is_empty()
             && let Some(c) = g.recvq.claim_first(wakes)
         {
-            return self.give_to_receiver(g, c, msg, wakes);
+            // SAFETY: the caller's contract.
+            return unsafe { self.give_to_receiver(g, c, msg, wakes) };
         }
         if g.buf.len() + g.res_send < self.cap {
-            g.buf.push_back(msg);
+            // SAFETY: the caller's contract; we report `Sent`.
+            unsafe { g.buf.push_from(msg) };
             SendStart::Sent
         } else {
-            SendStart::Full(msg)
+            SendStart::Full
         }
     }
 
-    /// Hands `msg` to the claimed receiver `c`.
-    fn give_to_receiver(
+    /// Hands the message at `msg` to the claimed receiver `c`.
+    ///
+    /// # Safety
+    /// As for [`Chan::start_send`].
+    unsafe fn give_to_receiver(
         &self,
         g: &mut Inner<T>,
         c: Claimed,
-        msg: T,
+        msg: *const T,
         wakes: &mut Wakes,
-    ) -> SendStart<T> {
+    ) -> SendStart {
         if !c.slot.is_null() {
             // SAFETY: `c` was claimed by us and not completed: its slot is
-            // ours to fill until the packet is published.
-            unsafe { slot_put(c.slot, msg) };
+            // ours to fill until the packet is published. The message is
+            // the caller's to give (we report `Sent`).
+            unsafe { move_msg(msg, c.slot.cast::<T>()) };
             // SAFETY: claimed, not completed.
             unsafe { wakes.push(c.ctx, P_DONE) };
             SendStart::Sent
         } else if self.cap > 0 {
             // A select arm: keep the message buffered for it.
-            g.buf.push_back(msg);
+            // SAFETY: the caller's contract; we report `Sent`.
+            unsafe { g.buf.push_from(msg) };
             g.res_recv += 1;
             g.woken_recv += 1;
             // SAFETY: claimed, not completed.
             unsafe { wakes.push(c.ctx, P_RESERVED) };
             SendStart::Sent
         } else {
-            SendStart::Exchange(c.ctx, msg)
+            SendStart::Exchange(c.ctx)
         }
     }
 
-    fn start_recv(&self, g: &mut Inner<T>, wakes: &mut Wakes) -> RecvStart<T> {
+    /// # Safety
+    /// `out` is valid for a write of a `T` and holds nothing to drop. If
+    /// this returns `Got`, it holds a message the caller now owns.
+    unsafe fn start_recv(&self, g: &mut Inner<T>, out: *mut T, wakes: &mut Wakes) -> RecvStart {
         if g.buf.len() > g.res_recv {
-            let v = self
-                .take_oldest(g)
-                .expect("an unreserved message is buffered");
+            // SAFETY: the caller's contract.
+            let took = unsafe { self.take_oldest(g, out) };
+            assert!(took, "an unreserved message is buffered");
             if !g.sendq.is_empty() {
                 self.refill(g, wakes);
             }
-            return RecvStart::Got(v);
+            return RecvStart::Got;
         }
         if self.cap == 0
             && !g.sendq.is_empty()
@@ -323,12 +352,13 @@ impl<T> Chan<T> {
             if c.slot.is_null() {
                 return RecvStart::Exchange(c.ctx);
             }
-            // SAFETY: claimed, not completed: the slot is ours to empty.
-            let v = unsafe { slot_take::<T>(c.slot) }
-                .expect("a blocked sender's slot holds its message");
+            // SAFETY: claimed, not completed: the blocked sender's slot
+            // holds its message, ours to take until the packet is
+            // published; `out` by the caller's contract.
+            unsafe { move_msg(c.slot.cast::<T>(), out) };
             // SAFETY: claimed, not completed.
             unsafe { wakes.push(c.ctx, P_DONE) };
-            return RecvStart::Got(v);
+            return RecvStart::Got;
         }
         if g.closed {
             RecvStart::Disconnected
@@ -351,10 +381,10 @@ impl<T> Chan<T> {
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
-                // SAFETY: claimed, not completed: the slot is ours to empty.
-                let v = unsafe { slot_take::<T>(c.slot) }
-                    .expect("a blocked sender's slot holds its message");
-                g.buf.push_back(v);
+                // SAFETY: claimed, not completed: the blocked sender's slot
+                // holds its message, ours to take until the packet is
+                // published.
+                unsafe { g.buf.push_from(c.slot.cast::<T>()) };
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_DONE) };
             }
@@ -376,11 +406,10 @@ impl<T> Chan<T> {
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
-                let v = self
-                    .take_oldest(g)
-                    .expect("an unreserved message is buffered");
-                // SAFETY: claimed, not completed: the slot is ours to fill.
-                unsafe { slot_put(c.slot, v) };
+                // SAFETY: claimed, not completed: the receiver's slot is
+                // ours to fill until the packet is published.
+                let took = unsafe { self.take_oldest(g, c.slot.cast::<T>()) };
+                assert!(took, "an unreserved message is buffered");
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_DONE) };
             }
@@ -388,19 +417,23 @@ impl<T> Chan<T> {
         progress
     }
 
-    /// Takes the oldest buffered message. A buffer this empties gives back
-    /// what a backlog grew it to beyond `TRIM_BYTES`: a `VecDeque` never
-    /// shrinks by itself, so an unbounded channel would hold its largest
-    /// backlog's memory for good (crossbeam's frees its blocks as they
-    /// drain; Go's channels never grow). A bounded channel keeps what it
-    /// allocated up front.
+    /// Moves the oldest buffered message to `out`; false if none is. A
+    /// buffer this empties gives back what a backlog grew it to beyond
+    /// `TRIM_BYTES`: the ring never shrinks by itself, so an unbounded
+    /// channel would hold its largest backlog's memory for good
+    /// (crossbeam's frees its blocks as they drain; Go's channels never
+    /// grow). A bounded channel keeps what it allocated up front.
+    ///
+    /// # Safety
+    /// `out` is valid for a write of a `T` and holds nothing to drop.
     #[inline]
-    fn take_oldest(&self, g: &mut Inner<T>) -> Option<T> {
-        let v = g.buf.pop_front();
+    unsafe fn take_oldest(&self, g: &mut Inner<T>, out: *mut T) -> bool {
+        // SAFETY: the caller's contract.
+        let took = unsafe { g.buf.pop_into(out) };
         if g.buf.is_empty() && g.buf.capacity() > self.trim_above() {
             g.buf.shrink_to(initial_capacity(self.cap));
         }
-        v
+        took
     }
 
     /// Buffer capacity above which an emptied buffer shrinks.
@@ -422,30 +455,79 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
+        let msg = MaybeUninit::new(msg);
+        // SAFETY: `msg` holds the message; `try_send_from` moves it out
+        // exactly when it succeeds, and only then is `msg` not read again.
+        match unsafe { self.try_send_from(msg.as_ptr()) } {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // SAFETY: a failed send left the message in `msg`.
+                let m = unsafe { msg.assume_init() };
+                Err(match e {
+                    SendFailed::Full | SendFailed::Timeout => TrySendError::Full(m),
+                    SendFailed::Disconnected => TrySendError::Disconnected(m),
+                })
+            }
+        }
+    }
+
+    /// # Safety
+    /// `msg` holds a message the caller gives up if this succeeds: on `Ok`
+    /// it was moved out; on `Err` it is still there.
+    unsafe fn try_send_from(&self, msg: *const T) -> Result<(), SendFailed> {
         yield_point();
         let mut wakes = Wakes::new();
         let mut g = self.lock();
-        let r = self.start_send(&mut g, msg, &mut wakes);
+        // SAFETY: the caller's contract.
+        let r = unsafe { self.start_send(&mut g, msg, &mut wakes) };
         drop(g);
         wakes.wake();
         match r {
             SendStart::Sent => Ok(()),
-            SendStart::Full(m) => Err(TrySendError::Full(m)),
-            SendStart::Disconnected(m) => Err(TrySendError::Disconnected(m)),
-            SendStart::Exchange(peer, m) => exchange_send(peer, m).map_err(TrySendError::Full),
+            SendStart::Full => Err(SendFailed::Full),
+            SendStart::Disconnected => Err(SendFailed::Disconnected),
+            // SAFETY: the caller's contract.
+            SendStart::Exchange(peer) => match unsafe { exchange_send(peer, msg) } {
+                true => Ok(()),
+                false => Err(SendFailed::Full),
+            },
         }
     }
 
     pub(crate) fn send(
         &self,
-        mut msg: T,
+        msg: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
+        let msg = MaybeUninit::new(msg);
+        // SAFETY: as in `try_send`.
+        match unsafe { self.send_from(msg.as_ptr(), deadline) } {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // SAFETY: a failed send left the message in `msg`.
+                let m = unsafe { msg.assume_init() };
+                Err(match e {
+                    SendFailed::Full | SendFailed::Timeout => SendTimeoutError::Timeout(m),
+                    SendFailed::Disconnected => SendTimeoutError::Disconnected(m),
+                })
+            }
+        }
+    }
+
+    /// Sends the message at `msg`, waiting for room (or a receiver) until
+    /// `deadline`. The message stays in the caller's memory until a
+    /// receiver or the buffer takes it: a blocked sender's node points at
+    /// it, so no frame here holds a copy.
+    ///
+    /// # Safety
+    /// As for [`Chan::try_send_from`].
+    unsafe fn send_from(&self, msg: *const T, deadline: Option<Instant>) -> Result<(), SendFailed> {
         loop {
             let mut wakes = Wakes::new();
             let mut g = self.lock();
-            let m = match self.start_send(&mut g, msg, &mut wakes) {
-                SendStart::Full(m) => m,
+            // SAFETY: the caller's contract.
+            match unsafe { self.start_send(&mut g, msg, &mut wakes) } {
+                SendStart::Full => {}
                 r => {
                     drop(g);
                     wakes.wake();
@@ -454,35 +536,32 @@ impl<T> Chan<T> {
                     yield_point();
                     match r {
                         SendStart::Sent => return Ok(()),
-                        SendStart::Disconnected(m) => {
-                            return Err(SendTimeoutError::Disconnected(m));
-                        }
-                        SendStart::Exchange(peer, m) => match exchange_send(peer, m) {
-                            Ok(()) => return Ok(()),
-                            Err(m) => {
-                                msg = m;
-                                continue;
-                            }
+                        SendStart::Disconnected => return Err(SendFailed::Disconnected),
+                        // SAFETY: the caller's contract.
+                        SendStart::Exchange(peer) => match unsafe { exchange_send(peer, msg) } {
+                            true => return Ok(()),
+                            false => continue,
                         },
-                        SendStart::Full(_) => unreachable!(),
+                        SendStart::Full => unreachable!(),
                     }
                 }
-            };
+            }
             if deadline.is_some_and(|d| Instant::now() >= d) {
                 drop(g);
                 wakes.wake();
                 yield_point();
-                return Err(SendTimeoutError::Timeout(m));
+                return Err(SendFailed::Timeout);
             }
             let ctx = Ctx::new();
-            let slot = Slot::new(Some(m));
+            let slot = msg.cast_mut().cast::<()>();
             let node = match deadline {
-                None => Node::sole(&ctx, slot.as_ptr()),
-                Some(_) => Node::new(&ctx, 0, slot.as_ptr(), false),
+                None => Node::sole(&ctx, slot),
+                Some(_) => Node::new(&ctx, 0, slot, false),
             };
-            // SAFETY: `node`, `ctx` and `slot` stay in this frame, unmoved,
-            // until the node is unlinked (by a claimer or `unregister`
-            // below) and the claimer's packet has been consumed.
+            // SAFETY: `node` and `ctx` stay in this frame, unmoved, and the
+            // message at `msg` stays put (the caller's contract), until the
+            // node is unlinked (by a claimer or `remove` below) and the
+            // claimer's packet has been consumed.
             unsafe { g.sendq.push_back(&node) };
             if self.cap == 0 && !g.recvq.is_empty() {
                 g.recvq.wake_observers(&mut wakes);
@@ -491,54 +570,96 @@ impl<T> Chan<T> {
             wakes.wake();
             if ctx.wait(deadline, WaitReason::ChanSend).is_none() {
                 self.lock().sendq.remove(&node);
-                let m = slot
-                    .into_inner()
-                    .expect("an unclaimed sender keeps its message");
-                return Err(SendTimeoutError::Timeout(m));
+                return Err(SendFailed::Timeout);
             }
-            let p = ctx.wait_packet(WaitReason::ChanSend);
-            if p == P_DONE {
+            if ctx.wait_packet(WaitReason::ChanSend) == P_DONE {
                 return Ok(());
             }
-            // P_RETRY: closed, or the claimer's select was abandoned.
-            msg = slot
-                .into_inner()
-                .expect("a retried sender keeps its message");
+            // P_RETRY: closed, or the claimer's select was abandoned; the
+            // message was not taken.
         }
     }
 
     pub(crate) fn try_recv(&self) -> Result<T, TryRecvError> {
-        yield_point();
-        let mut wakes = Wakes::new();
-        let mut g = self.lock();
-        let r = self.start_recv(&mut g, &mut wakes);
-        drop(g);
-        wakes.wake();
-        match r {
-            RecvStart::Got(v) => Ok(v),
-            RecvStart::Empty => Err(TryRecvError::Empty),
-            RecvStart::Disconnected => Err(TryRecvError::Disconnected),
-            RecvStart::Exchange(peer) => exchange_recv(peer).ok_or(TryRecvError::Empty),
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: `out` is ours to fill; initialised exactly on `Ok`.
+        match unsafe { self.try_recv_into(out.as_mut_ptr()) } {
+            // SAFETY: filled on `Ok`.
+            Ok(()) => Ok(unsafe { out.assume_init() }),
+            Err(e) => Err(e),
         }
     }
 
-    pub(crate) fn recv(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    /// # Safety
+    /// `out` is valid for a write of a `T` and holds nothing to drop; on
+    /// `Ok` it holds a message the caller now owns.
+    unsafe fn try_recv_into(&self, out: *mut T) -> Result<(), TryRecvError> {
+        yield_point();
+        let mut wakes = Wakes::new();
+        let mut g = self.lock();
+        // SAFETY: the caller's contract.
+        let r = unsafe { self.start_recv(&mut g, out, &mut wakes) };
+        drop(g);
+        wakes.wake();
+        match r {
+            RecvStart::Got => Ok(()),
+            RecvStart::Empty => Err(TryRecvError::Empty),
+            RecvStart::Disconnected => Err(TryRecvError::Disconnected),
+            // SAFETY: the caller's contract.
+            RecvStart::Exchange(peer) => match unsafe { exchange_recv(peer, out) } {
+                true => Ok(()),
+                false => Err(TryRecvError::Empty),
+            },
+        }
+    }
+
+    /// Receives, waiting until `deadline`; a failure is reported as `err`
+    /// makes it (so that the message goes straight into the caller's
+    /// result, rather than through a second result it is converted from).
+    #[inline]
+    pub(crate) fn recv<E>(
+        &self,
+        deadline: Option<Instant>,
+        err: impl FnOnce(RecvTimeoutError) -> E,
+    ) -> Result<T, E> {
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: as in `try_recv`.
+        match unsafe { self.recv_into(out.as_mut_ptr(), deadline) } {
+            // SAFETY: filled on `Ok`.
+            Ok(()) => Ok(unsafe { out.assume_init() }),
+            Err(e) => Err(err(e)),
+        }
+    }
+
+    /// Receives into `out`, waiting until `deadline`. A blocked receiver's
+    /// node points at `out`, so the sender or the buffer moves the message
+    /// straight there.
+    ///
+    /// # Safety
+    /// As for [`Chan::try_recv_into`].
+    unsafe fn recv_into(
+        &self,
+        out: *mut T,
+        deadline: Option<Instant>,
+    ) -> Result<(), RecvTimeoutError> {
         loop {
             let mut wakes = Wakes::new();
             let mut g = self.lock();
-            match self.start_recv(&mut g, &mut wakes) {
+            // SAFETY: the caller's contract.
+            match unsafe { self.start_recv(&mut g, out, &mut wakes) } {
                 RecvStart::Empty => {}
                 r => {
                     drop(g);
                     wakes.wake();
-                    // As in `send`.
+                    // As in `send_from`.
                     yield_point();
                     match r {
-                        RecvStart::Got(v) => return Ok(v),
+                        RecvStart::Got => return Ok(()),
                         RecvStart::Disconnected => return Err(RecvTimeoutError::Disconnected),
-                        RecvStart::Exchange(peer) => match exchange_recv(peer) {
-                            Some(v) => return Ok(v),
-                            None => continue,
+                        // SAFETY: the caller's contract.
+                        RecvStart::Exchange(peer) => match unsafe { exchange_recv(peer, out) } {
+                            true => return Ok(()),
+                            false => continue,
                         },
                         RecvStart::Empty => unreachable!(),
                     }
@@ -551,13 +672,12 @@ impl<T> Chan<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             let ctx = Ctx::new();
-            let slot = Slot::<T>::new(None);
             let node = match deadline {
-                None => Node::sole(&ctx, slot.as_ptr()),
-                Some(_) => Node::new(&ctx, 0, slot.as_ptr(), false),
+                None => Node::sole(&ctx, out.cast()),
+                Some(_) => Node::new(&ctx, 0, out.cast(), false),
             };
-            // SAFETY: as in `send`: everything stays in this frame until
-            // the node is unlinked and the packet consumed.
+            // SAFETY: as in `send_from`, with `out` in place of the
+            // message, writable by the caller's contract.
             unsafe { g.recvq.push_back(&node) };
             if self.cap == 0 && !g.sendq.is_empty() {
                 g.sendq.wake_observers(&mut wakes);
@@ -569,9 +689,7 @@ impl<T> Chan<T> {
                 return Err(RecvTimeoutError::Timeout);
             }
             if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
-                return Ok(slot
-                    .into_inner()
-                    .expect("a completed receiver got its message"));
+                return Ok(());
             }
             // P_RETRY: closed; look again.
         }
@@ -586,8 +704,8 @@ impl<T> Chan<T> {
         }
         g.closed = true;
         self.closed.store(true, Ordering::Release);
-        g.recvq.claim_all(super::waiter::P_RETRY, &mut wakes);
-        g.sendq.claim_all(super::waiter::P_RETRY, &mut wakes);
+        g.recvq.claim_all(P_RETRY, &mut wakes);
+        g.sendq.claim_all(P_RETRY, &mut wakes);
         drop(g);
         wakes.wake();
         true
@@ -598,12 +716,13 @@ impl<T> Chan<T> {
         let mut wakes = Wakes::new();
         let mut g = self.lock();
         g.rx_gone = true;
-        let buf = std::mem::take(&mut g.buf);
-        g.sendq.claim_all(super::waiter::P_RETRY, &mut wakes);
-        g.recvq.claim_all(super::waiter::P_RETRY, &mut wakes);
+        let buf = std::mem::replace(&mut g.buf, Ring::with_capacity(0));
+        g.sendq.claim_all(P_RETRY, &mut wakes);
+        g.recvq.claim_all(P_RETRY, &mut wakes);
         drop(g);
         wakes.wake();
-        drop_in_order(buf);
+        // Oldest first, outside the lock (see `Ring`'s drop).
+        drop(buf);
     }
 
     // ---- select support ----
@@ -729,6 +848,19 @@ impl<T> Chan<T> {
 
     /// Completes a selected send.
     pub(crate) fn complete_send(&self, token: Token, msg: T) -> Result<(), SendError<T>> {
+        let msg = MaybeUninit::new(msg);
+        // SAFETY: as in `try_send`.
+        match unsafe { self.complete_send_from(token, msg.as_ptr()) } {
+            Ok(()) => Ok(()),
+            // SAFETY: a failed send left the message in `msg`.
+            Err(_) => Err(SendError(unsafe { msg.assume_init() })),
+        }
+    }
+
+    /// # Safety
+    /// As for [`Chan::try_send_from`]; `token` came from this channel's
+    /// send operation.
+    unsafe fn complete_send_from(&self, token: Token, msg: *const T) -> Result<(), SendFailed> {
         match token {
             Token::Reserved { woken } => {
                 let mut wakes = Wakes::new();
@@ -737,15 +869,19 @@ impl<T> Chan<T> {
                 g.woken_send -= woken as usize;
                 let r = if g.closed || g.rx_gone {
                     self.pump(&mut g, &mut wakes);
-                    Err(SendError(msg))
+                    Err(SendFailed::Disconnected)
                 } else {
                     match g.recvq.claim_first(&mut wakes) {
                         Some(c) => {
-                            let _ = self.give_to_receiver(&mut g, c, msg, &mut wakes);
+                            // SAFETY: the caller's contract; every outcome
+                            // of a hand-off takes the message (`Exchange`
+                            // is only for zero capacity).
+                            let _ = unsafe { self.give_to_receiver(&mut g, c, msg, &mut wakes) };
                         }
                         // The slot was reserved for us: push even if a
                         // select arm's hand-off overfilled the buffer.
-                        None => g.buf.push_back(msg),
+                        // SAFETY: the caller's contract; we report `Ok`.
+                        None => unsafe { g.buf.push_from(msg) },
                     }
                     // A direct hand-off leaves our reserved slot free:
                     // let a blocked sender have it, or it would wait while
@@ -759,75 +895,97 @@ impl<T> Chan<T> {
             }
             Token::Peer(c) => {
                 if c.slot.is_null() {
-                    match exchange_send(c.ctx, msg) {
-                        Ok(()) => Ok(()),
+                    // SAFETY: the caller's contract.
+                    if unsafe { exchange_send(c.ctx, msg) } {
+                        Ok(())
+                    } else {
                         // The peer abandoned its select: send normally.
-                        Err(m) => self.send(m, None).map_err(|e| SendError(e.into_inner())),
+                        // SAFETY: the caller's contract.
+                        unsafe { self.send_from(msg, None) }
                     }
                 } else {
-                    // SAFETY: claimed by our select, not completed.
-                    unsafe { slot_put(c.slot, msg) };
+                    // SAFETY: claimed by our select, not completed: its slot
+                    // is ours to fill; the message is the caller's to give.
+                    unsafe { move_msg(msg, c.slot.cast::<T>()) };
                     // SAFETY: as above.
                     unsafe { Ctx::complete(c.ctx, P_DONE) };
                     Ok(())
                 }
             }
             Token::Exchange(peer) => {
-                // SAFETY: `peer` handed us its context and waits for us.
-                unsafe { slot_put(Ctx::slot_of(peer), msg) };
+                // SAFETY: `peer` handed us its context and waits for us to
+                // fill its slot; the message is the caller's to give.
+                unsafe { move_msg(msg, Ctx::slot_of(peer).cast::<T>()) };
                 // SAFETY: as above.
                 unsafe { Ctx::complete(peer, P_DONE) };
                 Ok(())
             }
-            Token::Disconnected => Err(SendError(msg)),
+            Token::Disconnected => Err(SendFailed::Disconnected),
             Token::None | Token::Instant(_) | Token::Filled(_) => unreachable!("not a send token"),
         }
     }
 
     /// Completes a selected receive.
     pub(crate) fn complete_recv(&self, token: Token) -> Result<T, RecvError> {
+        let mut out = MaybeUninit::uninit();
+        // SAFETY: as in `try_recv`.
+        match unsafe { self.complete_recv_into(token, out.as_mut_ptr()) } {
+            // SAFETY: filled on `Ok`.
+            Ok(()) => Ok(unsafe { out.assume_init() }),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// # Safety
+    /// As for [`Chan::try_recv_into`]; `token` came from this channel's
+    /// receive operation.
+    unsafe fn complete_recv_into(&self, token: Token, out: *mut T) -> Result<(), RecvError> {
         match token {
             Token::Reserved { woken } => {
                 let mut wakes = Wakes::new();
                 let mut g = self.lock();
                 g.res_recv -= 1;
                 g.woken_recv -= woken as usize;
-                let v = self
-                    .take_oldest(&mut g)
-                    .expect("a reserved message is buffered");
+                // SAFETY: the caller's contract.
+                let took = unsafe { self.take_oldest(&mut g, out) };
+                assert!(took, "a reserved message is buffered");
                 self.pump(&mut g, &mut wakes);
                 drop(g);
                 wakes.wake();
-                Ok(v)
+                Ok(())
             }
             Token::Peer(c) => {
                 if c.slot.is_null() {
-                    match exchange_recv(c.ctx) {
-                        Some(v) => Ok(v),
+                    // SAFETY: the caller's contract.
+                    if unsafe { exchange_recv(c.ctx, out) } {
+                        Ok(())
+                    } else {
                         // The peer abandoned its select: receive normally.
-                        None => self.recv(None).map_err(|_| RecvError),
+                        // SAFETY: the caller's contract.
+                        unsafe { self.recv_into(out, None) }.map_err(|_| RecvError)
                     }
                 } else {
-                    // SAFETY: claimed by our select, not completed.
-                    let v = unsafe { slot_take::<T>(c.slot) }
-                        .expect("a blocked sender's slot holds its message");
+                    // SAFETY: claimed by our select, not completed: the
+                    // blocked sender's slot holds its message, ours to take.
+                    unsafe { move_msg(c.slot.cast::<T>(), out) };
                     // SAFETY: as above.
                     unsafe { Ctx::complete(c.ctx, P_DONE) };
-                    Ok(v)
+                    Ok(())
                 }
             }
             Token::Exchange(peer) => {
-                // SAFETY: `peer` handed us its context and waits for us.
-                let v = unsafe { slot_take::<T>(Ctx::slot_of(peer)) }
-                    .expect("an exchanging sender offers its message");
+                // SAFETY: `peer` handed us its context and waits for us to
+                // empty its slot, which holds its message.
+                unsafe { move_msg(Ctx::slot_of(peer).cast::<T>(), out) };
                 // SAFETY: as above.
                 unsafe { Ctx::complete(peer, P_DONE) };
-                Ok(v)
+                Ok(())
             }
             Token::Filled(slot) => {
                 // SAFETY: the claimer filled our arm's slot before
                 // publishing `P_DONE`; nobody else touches it any more.
-                Ok(unsafe { slot_take::<T>(slot) }.expect("a filled slot holds the message"))
+                unsafe { move_msg(slot.cast::<T>(), out) };
+                Ok(())
             }
             Token::Disconnected => Err(RecvError),
             Token::None | Token::Instant(_) => unreachable!("not a receive token"),
@@ -853,62 +1011,48 @@ impl<T> Chan<T> {
             }
             Token::Peer(Claimed { ctx, .. }) | Token::Exchange(ctx) => {
                 // SAFETY: claimed by us (or handed to us) and not completed.
-                unsafe { Ctx::complete(ctx, super::waiter::P_RETRY) };
+                unsafe { Ctx::complete(ctx, P_RETRY) };
             }
             // A filled arm slot is only produced for `select!`, which
-            // completes at once; its message stays in the arm otherwise.
-            Token::Disconnected | Token::None | Token::Instant(_) | Token::Filled(_) => {}
+            // completes at once; should it not, the message is dropped
+            // here (the arm's slot does not drop what it holds).
+            Token::Filled(slot) => {
+                // SAFETY: the claimer filled the arm's slot before
+                // publishing `P_DONE`, and this token, the only way to the
+                // message, is being consumed.
+                unsafe { std::ptr::drop_in_place(slot.cast::<T>()) };
+            }
+            Token::Disconnected | Token::None | Token::Instant(_) => {}
         }
     }
 }
 
-/// We claimed `peer`, a slot-less select arm: it takes the message from our
-/// slot. `Err` gives the message back if the peer abandoned its select.
-fn exchange_send<T>(peer: *const Ctx, msg: T) -> Result<(), T> {
+/// We claimed `peer`, a slot-less select arm: it takes the message from
+/// `msg`. False, with the message still there, if the peer abandoned its
+/// select.
+///
+/// # Safety
+/// We claimed `peer` and have not completed it; `msg` holds a message the
+/// caller gives up if this returns true.
+unsafe fn exchange_send<T>(peer: *const Ctx, msg: *const T) -> bool {
     let ctx = Ctx::new();
-    let slot = Slot::new(Some(msg));
-    ctx.set_slot(slot.as_ptr());
-    // SAFETY: we claimed `peer` and have not completed it; our context and
-    // slot stay here until it completes us (we wait for that below).
+    ctx.set_slot(msg.cast_mut().cast());
+    // SAFETY: the caller's contract; our context and the message stay in
+    // place until the peer completes us (we wait for that below).
     unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
-    if ctx.wait_packet(WaitReason::ChanSend) == P_DONE {
-        Ok(())
-    } else {
-        Err(slot
-            .into_inner()
-            .expect("an abandoned exchange keeps the message"))
-    }
+    ctx.wait_packet(WaitReason::ChanSend) == P_DONE
 }
 
-/// We claimed `peer`, a slot-less select arm: it puts its message into our
-/// slot. `None` if the peer abandoned its select.
-fn exchange_recv<T>(peer: *const Ctx) -> Option<T> {
+/// We claimed `peer`, a slot-less select arm: it puts its message into
+/// `out`. False, with `out` untouched, if the peer abandoned its select.
+///
+/// # Safety
+/// We claimed `peer` and have not completed it; `out` is valid for a write
+/// of a `T` and holds nothing to drop.
+unsafe fn exchange_recv<T>(peer: *const Ctx, out: *mut T) -> bool {
     let ctx = Ctx::new();
-    let slot = Slot::<T>::new(None);
-    ctx.set_slot(slot.as_ptr());
+    ctx.set_slot(out.cast());
     // SAFETY: as in `exchange_send`.
     unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
-    if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
-        slot.into_inner()
-    } else {
-        None
-    }
-}
-
-/// Drops buffered messages oldest first. If one's destructor panics, the
-/// panic goes on to the caller and the messages after it are leaked, as
-/// crossbeam-channel does: dropping them during the unwind, as the buffer's
-/// own destructor would, aborts the process at the next destructor that
-/// panics.
-fn drop_in_order<T>(mut buf: VecDeque<T>) {
-    struct ForgetRest<'a, T>(&'a mut VecDeque<T>);
-    impl<T> Drop for ForgetRest<'_, T> {
-        fn drop(&mut self) {
-            self.0.drain(..).for_each(std::mem::forget);
-        }
-    }
-    let rest = ForgetRest(&mut buf);
-    while let Some(msg) = rest.0.pop_front() {
-        drop(msg);
-    }
+    ctx.wait_packet(WaitReason::ChanReceive) == P_DONE
 }

@@ -41,6 +41,7 @@ mod select_macro;
 mod core;
 mod err;
 pub(crate) mod lock;
+mod ring;
 mod select;
 mod tick;
 pub(crate) mod waiter;
@@ -504,7 +505,7 @@ impl<T> Receiver<T> {
     /// assert!(r.recv().is_err()); // sender gone: disconnected
     /// ```
     pub fn recv(&self) -> Result<T, RecvError> {
-        self.recv_inner(None).map_err(|e| match e {
+        self.recv_inner(None, |e| match e {
             RecvTimeoutError::Disconnected => RecvError,
             RecvTimeoutError::Timeout => unreachable!("no deadline"),
         })
@@ -519,7 +520,7 @@ impl<T> Receiver<T> {
     /// assert_eq!(r.recv_timeout(Duration::from_millis(2)), Err(RecvTimeoutError::Timeout));
     /// ```
     pub fn recv_timeout(&self, timeout: Duration) -> Result<T, RecvTimeoutError> {
-        self.recv_inner(deadline_after(timeout))
+        self.recv_inner(deadline_after(timeout), |e| e)
     }
 
     /// Like [`recv`](Receiver::recv), giving up at `deadline`.
@@ -531,18 +532,23 @@ impl<T> Receiver<T> {
     /// assert_eq!(r.recv_deadline(Instant::now() + Duration::from_secs(1)), Ok(9));
     /// ```
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvTimeoutError> {
-        self.recv_inner(Some(deadline))
+        self.recv_inner(Some(deadline), |e| e)
     }
 
-    fn recv_inner(&self, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    /// Receives until `deadline`, reporting a failure as `err` makes it.
+    fn recv_inner<E>(
+        &self,
+        deadline: Option<Instant>,
+        err: impl FnOnce(RecvTimeoutError) -> E,
+    ) -> Result<T, E> {
         match &self.flavor {
-            Flavor::Chan(c) => c.recv(deadline),
-            Flavor::At(a, f) => a.recv(deadline).map(f),
-            Flavor::Tick(t, f) => t.recv(deadline).map(f),
+            Flavor::Chan(c) => c.recv(deadline, err),
+            Flavor::At(a, f) => a.recv(deadline).map(f).map_err(err),
+            Flavor::Tick(t, f) => t.recv(deadline).map(f).map_err(err),
             Flavor::Never => {
                 yield_point();
                 wait_forever_or(deadline, WaitReason::ChanReceive);
-                Err(RecvTimeoutError::Timeout)
+                Err(err(RecvTimeoutError::Timeout))
             }
         }
     }

@@ -29,8 +29,10 @@
 //! [`SelectedOperation::send`] / [`SelectedOperation::recv`], which the
 //! `select!` macro calls right away.
 
+use std::cell::UnsafeCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::mem::MaybeUninit;
 use std::ptr;
 use std::time::{Duration, Instant};
 
@@ -39,7 +41,7 @@ use corun_runtime::{WaitReason, park, park_deadline, yield_point};
 use super::err::{
     ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
 };
-use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, Slot, rand_below};
+use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, rand_below};
 use super::{Receiver, Sender};
 
 /// What a committed operation secured; completed or cancelled later.
@@ -59,7 +61,8 @@ pub(crate) enum Token {
     /// A timer channel's message.
     Instant(Instant),
     /// The claimer moved the message into the select arm's own slot (a
-    /// `*mut Option<T>` of a `select!` receive arm).
+    /// `*mut T` of a `select!` receive arm), which holds it until the
+    /// token is completed or cancelled.
     Filled(*mut ()),
 }
 
@@ -120,7 +123,7 @@ impl<'a> Op<'a> {
     /// sender can give it the message directly, as to a plain receiver.
     pub fn recv_arm<T>(arm: &'a RecvArm<'a, T>, index: usize) -> Op<'a> {
         Op {
-            slot: arm.slot.as_ptr(),
+            slot: arm.slot.get().cast(),
             ..Op::recv(arm.receiver, index)
         }
     }
@@ -131,7 +134,10 @@ impl<'a> Op<'a> {
 #[doc(hidden)]
 pub struct RecvArm<'a, T> {
     receiver: &'a Receiver<T>,
-    slot: Slot<T>,
+    /// Filled by a claimer; the message then belongs to the `Filled` token
+    /// (completing or cancelling it moves or drops the message), so this
+    /// never drops what it holds.
+    slot: UnsafeCell<MaybeUninit<T>>,
 }
 
 impl<'a, T> RecvArm<'a, T> {
@@ -139,7 +145,7 @@ impl<'a, T> RecvArm<'a, T> {
     pub fn new(receiver: &'a Receiver<T>) -> RecvArm<'a, T> {
         RecvArm {
             receiver,
-            slot: Slot::new(None),
+            slot: UnsafeCell::new(MaybeUninit::uninit()),
         }
     }
 

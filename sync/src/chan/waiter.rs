@@ -27,7 +27,7 @@
 //! interleaving of owners, claimers and aborts. The intrusive queues, the
 //! channel logic around them and timed parking are not modelled.
 
-use std::cell::{Cell, UnsafeCell};
+use std::cell::Cell;
 use std::ptr;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
@@ -143,8 +143,9 @@ pub(crate) const P_RESERVED: usize = 3;
 pub(crate) struct Ctx {
     state: AtomicUsize,
     packet: AtomicUsize,
-    /// The slot (`*mut Option<T>`) this context offers when it hands its own
-    /// address to a peer as an exchange packet.
+    /// The slot (`*mut T`, holding the message for a send, to be filled for
+    /// a receive) this context offers when it hands its own address to a
+    /// peer as an exchange packet.
     slot: AtomicPtr<()>,
     /// Holds no reference: the owner stays in the frame holding this
     /// context until `released`, so it cannot finish before the unpark.
@@ -315,8 +316,10 @@ pub(crate) struct Node {
     linked: Cell<bool>,
     pub(crate) ctx: *const Ctx,
     pub(crate) index: usize,
-    /// `*mut Option<T>` for plain sends and receives (the direct hand-off
-    /// slot), null for select arms and observers.
+    /// The direct hand-off slot, a `*mut T`: a plain send's message, which
+    /// the claimer moves out, or a plain receive's (or `select!` receive
+    /// arm's) destination, which it fills. Null for other select arms and
+    /// observers.
     pub(crate) slot: *mut (),
     /// Only wants to know that the operation became ready (`Select::ready`).
     pub(crate) observer: bool,
@@ -573,40 +576,19 @@ impl Wakes {
     }
 }
 
-/// A hand-off slot on the stack of a blocked sender or receiver.
-pub(crate) struct Slot<T>(UnsafeCell<Option<T>>);
-
-impl<T> Slot<T> {
-    pub(crate) fn new(v: Option<T>) -> Slot<T> {
-        Slot(UnsafeCell::new(v))
-    }
-
-    pub(crate) fn as_ptr(&self) -> *mut () {
-        self.0.get().cast()
-    }
-
-    pub(crate) fn into_inner(self) -> Option<T> {
-        self.0.into_inner()
-    }
-}
-
-/// Moves `v` into the slot at `slot`.
+/// Moves the message at `from` to `to`: a sender's message into a
+/// receiver's memory, into or out of an exchange peer's, or out of a
+/// `select!` arm's.
 ///
 /// # Safety
-/// `slot` is a `*mut Option<T>` of a claimed waiter (or exchange peer) that
-/// has not been completed yet, so nobody else touches it.
-pub(crate) unsafe fn slot_put<T>(slot: *mut (), v: T) {
+/// `from` holds a `T` whose owner gives it up (a claimed sender or exchange
+/// peer that has not been completed, or the caller itself); `to` is valid
+/// for a write of a `T`, holds nothing to drop, and no one else touches it
+/// until the move is published; the two do not overlap.
+#[inline]
+pub(crate) unsafe fn move_msg<T>(from: *const T, to: *mut T) {
     // SAFETY: by the caller's contract.
-    unsafe { *slot.cast::<Option<T>>() = Some(v) };
-}
-
-/// Takes the value out of the slot at `slot`.
-///
-/// # Safety
-/// As for [`slot_put`].
-pub(crate) unsafe fn slot_take<T>(slot: *mut ()) -> Option<T> {
-    // SAFETY: by the caller's contract.
-    unsafe { (*slot.cast::<Option<T>>()).take() }
+    unsafe { ptr::copy_nonoverlapping(from, to, 1) };
 }
 
 /// Fast per-thread xorshift for select's random choice.
@@ -740,7 +722,7 @@ mod loom_tests {
             let (o, m) = (owner.clone(), moved.clone());
             let claimer = loom::thread::spawn(move || {
                 let mine = Ctx::new();
-                let mut slot: Option<u32> = None;
+                let mut slot = 0u32;
                 mine.set_slot((&raw mut slot).cast());
                 assert!(o.try_claim(0));
                 // SAFETY: claimed, not completed; `mine` outlives the
@@ -754,11 +736,11 @@ mod loom_tests {
             let peer = owner.wait_packet(WaitReason::ChanSend) as *const Ctx;
             // SAFETY: the peer waits for our completion, so it is alive.
             unsafe {
-                slot_put(Ctx::slot_of(peer), 42u32);
+                move_msg(&42u32, Ctx::slot_of(peer).cast::<u32>());
                 moved.store(true, Ordering::Release);
                 Ctx::complete(peer, P_DONE);
             }
-            assert_eq!(claimer.join().unwrap(), Some(42));
+            assert_eq!(claimer.join().unwrap(), 42);
         });
     }
 }
