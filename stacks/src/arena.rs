@@ -361,3 +361,29 @@ impl SlotAllocator {
         self.size
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_whose_guard_failed_is_carved_again_not_leaked() {
+        let mut alloc = SlotAllocator::new(64 * 1024);
+        let Carved::Unguarded { base, top } = alloc.carve().unwrap() else {
+            panic!("a new allocator hands out new, unguarded slots");
+        };
+        assert_eq!(top - base, alloc.slot_size());
+        // As the pool does when installing the guard failed.
+        alloc.return_unguarded(Carved::Unguarded { base, top });
+        match alloc.carve().unwrap() {
+            Carved::Unguarded { base: again, .. } => assert_eq!(again, base),
+            Carved::Guarded(_) => panic!("an unguarded slot came back as guarded"),
+        }
+        // A guarded slot is not the allocator's to take back this way.
+        alloc.return_unguarded(Carved::Guarded(top));
+        let Carved::Unguarded { base: next, .. } = alloc.carve().unwrap() else {
+            panic!("a guarded slot was handed out as if returned");
+        };
+        assert_eq!(next, base + alloc.slot_size());
+    }
+}
