@@ -159,6 +159,35 @@ fn buffered_without_waiting() {
     });
 }
 
+/// `send` waits (for room in a buffer of `cap`, or for a receiver) until a
+/// receiver beside the caller takes what is buffered and then its message.
+fn sender_waits(coro: bool, cap: usize, send_with: fn(&Sender<Big>, u8)) {
+    let (s, r) = bounded(cap);
+    if cap > 0 {
+        send(&s, 1);
+    }
+    let rx = beside(coro, move || {
+        pause();
+        if cap > 0 {
+            recv(&r, 1);
+        }
+        recv(&r, 2);
+    });
+    send_with(&s, 2);
+    rx();
+}
+
+/// `recv` waits until a sender beside the caller sends.
+fn receiver_waits(coro: bool, cap: usize, recv_with: fn(&Receiver<Big>, u8)) {
+    let (s, r) = bounded(cap);
+    let tx = beside(coro, move || {
+        pause();
+        send(&s, 3);
+    });
+    recv_with(&r, 3);
+    tx();
+}
+
 #[test]
 #[cfg_attr(
     debug_assertions,
@@ -167,28 +196,8 @@ fn buffered_without_waiting() {
 fn blocked_sender_and_blocked_receiver() {
     on_small_stacks(|coro| {
         for cap in [0, 1] {
-            // The sender blocks: a full buffer, or no receiver yet.
-            let (s, r) = bounded(cap);
-            if cap > 0 {
-                send(&s, 1);
-            }
-            let rx = beside(coro, move || {
-                pause();
-                if cap > 0 {
-                    recv(&r, 1);
-                }
-                recv(&r, 2);
-            });
-            send(&s, 2);
-            rx();
-            // The receiver blocks: nothing sent yet.
-            let (s, r) = bounded(cap);
-            let tx = beside(coro, move || {
-                pause();
-                send(&s, 3);
-            });
-            recv(&r, 3);
-            tx();
+            sender_waits(coro, cap, send);
+            receiver_waits(coro, cap, recv);
         }
     });
 }
@@ -201,28 +210,10 @@ fn blocked_sender_and_blocked_receiver() {
 fn select_macro_arms() {
     on_small_stacks(|coro| {
         for cap in [0, 1] {
-            // A receive arm that waits: the sender fills the arm's slot.
-            let (s, r) = bounded(cap);
-            let tx = beside(coro, move || {
-                pause();
-                send(&s, 4);
-            });
-            select_recv(&r, 4);
-            tx();
-            // A send arm that waits for a receiver.
-            let (s, r) = bounded(cap);
-            if cap > 0 {
-                send(&s, 5);
-            }
-            let rx = beside(coro, move || {
-                pause();
-                if cap > 0 {
-                    recv(&r, 5);
-                }
-                recv(&r, 6);
-            });
-            select_send(&s, 6);
-            rx();
+            // A send arm that waits; a receive arm that waits, which the
+            // sender fills directly.
+            sender_waits(coro, cap, select_send);
+            receiver_waits(coro, cap, select_recv);
         }
     });
 }

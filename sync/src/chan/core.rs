@@ -455,19 +455,17 @@ impl<T> Chan<T> {
     }
 
     pub(crate) fn try_send(&self, msg: T) -> Result<(), TrySendError<T>> {
-        let msg = MaybeUninit::new(msg);
-        // SAFETY: `msg` holds the message; `try_send_from` moves it out
-        // exactly when it succeeds, and only then is `msg` not read again.
-        match unsafe { self.try_send_from(msg.as_ptr()) } {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // SAFETY: a failed send left the message in `msg`.
-                let m = unsafe { msg.assume_init() };
-                Err(match e {
+        // SAFETY: `try_send_from` moves the message out only when it
+        // succeeds (its contract).
+        unsafe {
+            send_in_place(
+                msg,
+                |m| self.try_send_from(m),
+                |e, m| match e {
                     SendFailed::Full | SendFailed::Timeout => TrySendError::Full(m),
                     SendFailed::Disconnected => TrySendError::Disconnected(m),
-                })
-            }
+                },
+            )
         }
     }
 
@@ -499,18 +497,16 @@ impl<T> Chan<T> {
         msg: T,
         deadline: Option<Instant>,
     ) -> Result<(), SendTimeoutError<T>> {
-        let msg = MaybeUninit::new(msg);
-        // SAFETY: as in `try_send`.
-        match unsafe { self.send_from(msg.as_ptr(), deadline) } {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // SAFETY: a failed send left the message in `msg`.
-                let m = unsafe { msg.assume_init() };
-                Err(match e {
+        // SAFETY: as in `try_send`, for `send_from`.
+        unsafe {
+            send_in_place(
+                msg,
+                |m| self.send_from(m, deadline),
+                |e, m| match e {
                     SendFailed::Full | SendFailed::Timeout => SendTimeoutError::Timeout(m),
                     SendFailed::Disconnected => SendTimeoutError::Disconnected(m),
-                })
-            }
+                },
+            )
         }
     }
 
@@ -848,12 +844,13 @@ impl<T> Chan<T> {
 
     /// Completes a selected send.
     pub(crate) fn complete_send(&self, token: Token, msg: T) -> Result<(), SendError<T>> {
-        let msg = MaybeUninit::new(msg);
-        // SAFETY: as in `try_send`.
-        match unsafe { self.complete_send_from(token, msg.as_ptr()) } {
-            Ok(()) => Ok(()),
-            // SAFETY: a failed send left the message in `msg`.
-            Err(_) => Err(SendError(unsafe { msg.assume_init() })),
+        // SAFETY: as in `try_send`, for `complete_send_from`.
+        unsafe {
+            send_in_place(
+                msg,
+                |m| self.complete_send_from(token, m),
+                |_, m| SendError(m),
+            )
         }
     }
 
@@ -1023,6 +1020,29 @@ impl<T> Chan<T> {
                 unsafe { std::ptr::drop_in_place(slot.cast::<T>()) };
             }
             Token::Disconnected | Token::None | Token::Instant(_) => {}
+        }
+    }
+}
+
+/// Sends `msg` from where it lies with `send`, which is given its address;
+/// if that fails, `err` makes the error that hands the message back.
+///
+/// # Safety
+/// `send` moves the message out of the address it is given only when it
+/// returns `Ok`.
+#[inline(always)]
+unsafe fn send_in_place<T, E>(
+    msg: T,
+    send: impl FnOnce(*const T) -> Result<(), SendFailed>,
+    err: impl FnOnce(SendFailed, T) -> E,
+) -> Result<(), E> {
+    let msg = MaybeUninit::new(msg);
+    match send(msg.as_ptr()) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            // SAFETY: a failed send leaves the message where it was
+            // (the caller's contract), and `msg` is not read again.
+            Err(err(e, unsafe { msg.assume_init() }))
         }
     }
 }
