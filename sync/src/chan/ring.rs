@@ -56,7 +56,8 @@ impl<T> Ring<T> {
     ///
     /// # Safety
     /// `src` holds an initialised `T` that the caller gives to the ring: it
-    /// must neither use nor drop it afterwards.
+    /// must neither use nor drop it afterwards. `src` does not point into
+    /// the ring.
     #[inline]
     pub(crate) unsafe fn push_from(&mut self, src: *const T) {
         if self.len == self.slots.len() {
@@ -64,8 +65,8 @@ impl<T> Ring<T> {
         }
         let i = self.physical(self.len);
         // SAFETY: `i` is in bounds and past the occupied run, so the slot is
-        // free (invariant); the caller hands the value over, and `src` cannot
-        // point into our storage, which is only reachable through `self`.
+        // free (invariant); the caller hands the value over from memory
+        // outside the ring (its contract), so the two do not overlap.
         unsafe { ptr::copy_nonoverlapping(src, self.slots[i].as_mut_ptr(), 1) };
         self.len += 1;
     }
@@ -140,6 +141,10 @@ impl<T> Ring<T> {
 
 impl<T> Drop for Ring<T> {
     fn drop(&mut self) {
+        // A backlog of plain data (or of `()`) needs no walk.
+        if !std::mem::needs_drop::<T>() {
+            return;
+        }
         while self.len > 0 {
             let oldest = self.head;
             // The slot leaves the ring before its message is dropped: if the
