@@ -707,6 +707,54 @@ fn exchange_with_abandoning_selector() {
     });
 }
 
+/// A `select!` receive arm that a sender filled directly, abandoned before
+/// completion: the cancellation drops the message, once. `select!` always
+/// completes what it selects, so this drives the macro's hidden entry
+/// points by hand.
+#[test]
+fn an_abandoned_filled_select_arm_drops_its_message_once() {
+    static DROPS: AtomicUsize = AtomicUsize::new(0);
+    struct Counted;
+    impl Drop for Counted {
+        fn drop(&mut self) {
+            DROPS.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    both(|| {
+        DROPS.store(0, Ordering::SeqCst);
+        let (s, r) = bounded::<Counted>(0);
+        let r2 = r.clone();
+        // The selector is a coroutine so that its wait can be observed: the
+        // send must find it blocked to fill its arm.
+        let selector = corun_runtime::spawn(move || {
+            let arm = __private::RecvArm::new(&r2);
+            let mut ops = [__private::Op::recv_arm(&arm, 0)];
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let _abandoned = __private::select(&mut ops, false);
+            }))
+            .expect_err("dropping a SelectedOperation panics")
+        });
+        let id = selector.id();
+        eventually(|| {
+            corun_runtime::coroutines()
+                .iter()
+                .any(|c| c.id == id && c.wait_reason == WaitReason::Select)
+        });
+        s.send(Counted).map_err(|_| "sent").unwrap();
+        let payload = selector.join().unwrap();
+        assert_eq!(
+            payload.downcast_ref::<&str>(),
+            Some(&"dropped `SelectedOperation` without completing the operation")
+        );
+        assert_eq!(
+            DROPS.load(Ordering::SeqCst),
+            1,
+            "dropped once, by the cancel"
+        );
+        assert_eq!(r.try_recv().map(|_| ()), Err(TryRecvError::Empty));
+    });
+}
+
 #[test]
 fn iterators() {
     both(|| {
