@@ -25,9 +25,8 @@ macro_rules! fd_conversions {
             /// Clones made with `try_clone` share the open file and so its
             /// blocking mode. Their reads, writes, sends and receives still
             /// never block a worker (each call passes `MSG_DONTWAIT`), but a
-            /// cloned listener's `accept` and a cloned Unix datagram
-            /// socket's `send_to` and `recv_from` then block their thread
-            /// as std's do.
+            /// cloned listener's `accept` then blocks its thread as std's
+            /// does.
             ///
             #[doc = concat!(
                         "```\nlet s = corun_netpoll::", stringify!($t), "::from_std(", $std_value,

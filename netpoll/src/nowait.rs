@@ -10,20 +10,26 @@
 //! `MSG_NOSIGNAL`, as std's do: a peer that went away is an `EPIPE` for
 //! its connection, not a `SIGPIPE` for the process.) UDP's `send_to`,
 //! `recv_from` and `peek_from` are here too, converting the IP addresses
-//! between `SocketAddr` and `sockaddr_storage` themselves.
+//! between `SocketAddr` and `sockaddr_storage` themselves, and so are the
+//! Unix datagram `send_to` and `recv_from`, with `sockaddr_un` (std has no
+//! constructor for an unnamed Unix address: one is taken, once, from an
+//! unbound socket).
 //!
 //! Not covered: `accept`, because `accept4` has no per-call non-blocking
-//! flag (its `SOCK_NONBLOCK` only sets the new socket's mode), and the
-//! Unix datagram `send_to` and `recv_from`, because std cannot build a
-//! `std::os::unix::net::SocketAddr` from a raw `sockaddr_un` of every kind
-//! (an unnamed sender's, for one). A clone of a listener or of a Unix
-//! datagram socket whose twin went back to std blocks like std's in those
-//! until it is converted too (documented on `into_std`).
+//! flag (its `SOCK_NONBLOCK` only sets the new socket's mode). A clone of a
+//! listener whose twin went back to std blocks like std's in `accept` until
+//! it is converted too (documented on `into_std`).
 
+use std::ffi::OsStr;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::mem;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{self as unix_net, SocketAddr as UnixAddr};
+use std::path::Path;
+use std::sync::OnceLock;
 
 fn check(ret: isize) -> io::Result<usize> {
     if ret < 0 {
@@ -204,6 +210,140 @@ pub(crate) fn send_to(s: &impl AsRawFd, buf: &[u8], addr: SocketAddr) -> io::Res
     })
 }
 
+/// Receives one datagram into `buf`, and its sender, on a Unix datagram
+/// socket without blocking.
+pub(crate) fn recv_from_unix(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, UnixAddr)> {
+    let mut from = RawUnixAddr::zeroed();
+    // SAFETY: `buf` is valid for writes of `buf.len()` bytes, and
+    // `from.addr` for writes of `from.len` bytes, for the call's duration;
+    // the kernel writes no more than that and stores the address's real
+    // length in `from.len`.
+    let n = check(unsafe {
+        libc::recvfrom(
+            s.as_raw_fd(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT,
+            (&raw mut from.addr).cast(),
+            &mut from.len,
+        )
+    })?;
+    Ok((n, from.to_unix_addr()?))
+}
+
+/// Sends `buf` as one datagram to the Unix socket at `to` without blocking.
+pub(crate) fn send_to_unix(s: &impl AsRawFd, buf: &[u8], to: &RawUnixAddr) -> io::Result<usize> {
+    // SAFETY: `buf` is valid for reads of `buf.len()` bytes, and `to.addr`
+    // for reads of `to.len` bytes, for the call's duration.
+    check(unsafe {
+        libc::sendto(
+            s.as_raw_fd(),
+            buf.as_ptr().cast(),
+            buf.len(),
+            libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            (&raw const to.addr).cast(),
+            to.len,
+        )
+    })
+}
+
+/// Where `sun_path` starts in a `sockaddr_un`.
+const SUN_PATH_OFFSET: usize = mem::offset_of!(libc::sockaddr_un, sun_path);
+
+/// A Unix socket address as the kernel reads and writes it, and its
+/// length. Every byte of `addr` is initialized: it starts zeroed, and only
+/// `for_path` and the kernel write it.
+pub(crate) struct RawUnixAddr {
+    addr: libc::sockaddr_un,
+    len: libc::socklen_t,
+}
+
+impl RawUnixAddr {
+    /// Room for any address, for the kernel to fill.
+    fn zeroed() -> RawUnixAddr {
+        RawUnixAddr {
+            // SAFETY: all-zero is a valid `sockaddr_un` (integers only).
+            addr: unsafe { mem::zeroed() },
+            len: mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        }
+    }
+
+    /// The address of the socket bound at `path`, refused as std refuses it
+    /// (with std's messages): a NUL byte in the path, or a path too long
+    /// for `sun_path` with its terminating NUL.
+    pub(crate) fn for_path(path: &Path) -> io::Result<RawUnixAddr> {
+        let bytes = path.as_os_str().as_bytes();
+        if bytes.contains(&0) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "paths must not contain interior null bytes",
+            ));
+        }
+        let mut raw = RawUnixAddr::zeroed();
+        if bytes.len() >= raw.addr.sun_path.len() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "path must be shorter than SUN_LEN",
+            ));
+        }
+        raw.addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+        for (to, &from) in raw.addr.sun_path.iter_mut().zip(bytes) {
+            *to = from as libc::c_char;
+        }
+        // The terminating NUL is counted, as std counts it.
+        let nul = usize::from(!bytes.is_empty());
+        raw.len = (SUN_PATH_OFFSET + bytes.len() + nul) as libc::socklen_t;
+        Ok(raw)
+    }
+
+    /// The address as std's type: a pathname, an abstract name (a leading
+    /// NUL byte), or unnamed (no name bytes; Linux may also report a
+    /// length of zero for an unnamed sender). A family other than
+    /// `AF_UNIX` is `InvalidData`.
+    fn to_unix_addr(&self) -> io::Result<UnixAddr> {
+        let len = self.len as usize;
+        if len == 0 {
+            return unnamed_unix_addr();
+        }
+        if libc::c_int::from(self.addr.sun_family) != libc::AF_UNIX {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "unexpected socket address: family {}, {len} bytes",
+                    self.addr.sun_family
+                ),
+            ));
+        }
+        let mut name = [0u8; mem::size_of::<libc::sockaddr_un>()];
+        let name_len = len
+            .saturating_sub(SUN_PATH_OFFSET)
+            .min(self.addr.sun_path.len());
+        for (to, &from) in name.iter_mut().zip(&self.addr.sun_path[..name_len]) {
+            *to = from as u8;
+        }
+        match &name[..name_len] {
+            [] => unnamed_unix_addr(),
+            [0, abstract_name @ ..] => UnixAddr::from_abstract_name(abstract_name),
+            path => {
+                let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
+                UnixAddr::from_pathname(Path::new(OsStr::from_bytes(&path[..end])))
+            }
+        }
+    }
+}
+
+/// An unnamed Unix socket address. std has no constructor for one, so it
+/// is taken, once per process, from an unbound socket.
+fn unnamed_unix_addr() -> io::Result<UnixAddr> {
+    static UNNAMED: OnceLock<UnixAddr> = OnceLock::new();
+    if let Some(addr) = UNNAMED.get() {
+        return Ok(addr.clone());
+    }
+    let addr = unix_net::UnixDatagram::unbound()?.local_addr()?;
+    debug_assert!(addr.is_unnamed());
+    Ok(UNNAMED.get_or_init(|| addr).clone())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -265,6 +405,73 @@ mod tests {
         assert_eq!(peek_from(&b, &mut buf).unwrap(), (5, sender));
         assert_eq!(recv_from(&b, &mut buf).unwrap(), (5, sender));
         assert_eq!(&buf[..5], b"dgram");
+    }
+
+    #[test]
+    fn unix_datagram_transfers_do_not_block_and_carry_addresses() {
+        use std::os::unix::net::UnixDatagram;
+        let dir = std::env::temp_dir();
+        let pid = std::process::id();
+        let at = |name: &str| dir.join(format!("corun-nowait-{name}-{pid}"));
+        let (to, from) = (at("to"), at("from"));
+        let _ = (std::fs::remove_file(&to), std::fs::remove_file(&from));
+        // Blocking mode: only the flag keeps these from waiting.
+        let b = UnixDatagram::bind(&to).unwrap();
+        let mut buf = [0u8; 8];
+        let e = recv_from_unix(&b, &mut buf).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::WouldBlock);
+
+        let raw_to = RawUnixAddr::for_path(&to).unwrap();
+        let abstract_name = format!("corun-nowait-abstract-{pid}");
+        let senders = [
+            UnixDatagram::bind(&from).unwrap(),
+            UnixDatagram::bind_addr(&UnixAddr::from_abstract_name(&abstract_name).unwrap())
+                .unwrap(),
+            UnixDatagram::unbound().unwrap(),
+        ];
+        for a in &senders {
+            assert_eq!(send_to_unix(a, b"unix", &raw_to).unwrap(), 4);
+            let (n, sender) = recv_from_unix(&b, &mut buf).unwrap();
+            assert_eq!((n, &buf[..4]), (4, &b"unix"[..]));
+            let ours = a.local_addr().unwrap();
+            assert_eq!(sender.as_pathname(), ours.as_pathname());
+            assert_eq!(sender.as_abstract_name(), ours.as_abstract_name());
+            assert_eq!(sender.is_unnamed(), ours.is_unnamed());
+        }
+        assert_eq!(senders[0].local_addr().unwrap().as_pathname(), Some(&*from));
+        assert!(senders[2].local_addr().unwrap().is_unnamed());
+
+        // Nobody bound there: an error at once.
+        let gone = RawUnixAddr::for_path(&at("nobody")).unwrap();
+        assert!(send_to_unix(&senders[2], b"x", &gone).is_err());
+        std::fs::remove_file(&to).unwrap();
+        std::fs::remove_file(&from).unwrap();
+    }
+
+    #[test]
+    fn a_bad_unix_path_is_refused_as_std_refuses_it() {
+        let std_socket = std::os::unix::net::UnixDatagram::unbound().unwrap();
+        let too_long = "x".repeat(108);
+        for bad in ["a\0b", too_long.as_str()] {
+            let ours = RawUnixAddr::for_path(Path::new(bad)).err().unwrap();
+            let stds = std_socket.send_to(b"", bad).unwrap_err();
+            assert_eq!(ours.kind(), stds.kind(), "{bad:?}");
+            assert_eq!(ours.to_string(), stds.to_string(), "{bad:?}");
+        }
+        // The longest path that fits, with its NUL.
+        let fits = RawUnixAddr::for_path(Path::new(&too_long[1..])).unwrap();
+        assert_eq!(fits.len as usize, mem::size_of::<libc::sockaddr_un>());
+    }
+
+    #[test]
+    fn a_raw_unix_address_of_another_family_is_an_error() {
+        let mut raw = RawUnixAddr::zeroed();
+        raw.addr.sun_family = libc::AF_INET as libc::sa_family_t;
+        let e = raw.to_unix_addr().unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        // Linux's report of an unnamed sender: no address bytes at all.
+        raw.len = 0;
+        assert!(raw.to_unix_addr().unwrap().is_unnamed());
     }
 
     #[test]

@@ -443,9 +443,10 @@ impl UnixDatagram {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
-        let path = path.as_ref();
-        self.io
-            .io_retrying(Dir::Write, WaitReason::IoWrite, |s| s.send_to(buf, path))
+        let to = nowait::RawUnixAddr::for_path(path.as_ref())?;
+        self.io.io_retrying(Dir::Write, WaitReason::IoWrite, |s| {
+            nowait::send_to_unix(s, buf, &to)
+        })
     }
 
     /// Receives one datagram and its sender.
@@ -467,8 +468,9 @@ impl UnixDatagram {
     /// std::fs::remove_file(&path_b).unwrap();
     /// ```
     pub fn recv_from(&self, buf: &mut [u8]) -> io::Result<(usize, SocketAddr)> {
-        self.io
-            .io(Dir::Read, WaitReason::IoRead, |s| s.recv_from(buf))
+        self.io.io(Dir::Read, WaitReason::IoRead, |s| {
+            nowait::recv_from_unix(s, buf)
+        })
     }
 
     /// The local address.

@@ -678,8 +678,9 @@ fn twin_cleared_udp(addr: &str) -> std::io::Result<UdpSocket> {
 /// The datagram side of the test above: on a clone whose twin went back to
 /// std, `recv_from` and `peek_from` still honour the read timeout instead
 /// of blocking the worker, and `send_to` / `recv_from` still carry the
-/// right addresses, over IPv4 and IPv6. The runtime runs on a helper
-/// thread, so a transfer that blocks fails the test instead of hanging it.
+/// right addresses, over IPv4, IPv6 and Unix sockets. The runtime runs on
+/// a helper thread, so a transfer that blocks fails the test instead of
+/// hanging it.
 #[test]
 fn into_std_of_a_clone_leaves_the_other_clones_datagrams_nonblocking() {
     let (done, finished) = std::sync::mpsc::channel();
@@ -716,6 +717,35 @@ fn into_std_of_a_clone_leaves_the_other_clones_datagrams_nonblocking() {
                 assert_eq!(b.recv_from(&mut buf).unwrap(), (4, sender));
                 assert_eq!(&buf[..4], b"twin");
             }
+
+            let pid = std::process::id();
+            let path = |side: &str| std::env::temp_dir().join(format!("corun-twin-{side}-{pid}"));
+            let (path_a, path_b) = (path("a"), path("b"));
+            let _ = (std::fs::remove_file(&path_a), std::fs::remove_file(&path_b));
+            let twin_cleared_unix = |at: &std::path::Path| {
+                let s = UnixDatagram::bind(at).unwrap();
+                let clone = s.try_clone().unwrap();
+                drop(s.into_std().unwrap());
+                // SAFETY: `F_GETFL` only reads the open file's status flags.
+                let flags = unsafe { libc::fcntl(clone.as_raw_fd(), libc::F_GETFL) };
+                assert_eq!(flags & libc::O_NONBLOCK, 0, "the twin cleared O_NONBLOCK");
+                clone
+            };
+            let b = twin_cleared_unix(&path_b);
+            b.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+            let mut buf = [0u8; 16];
+            let r = b.recv_from(&mut buf);
+            assert!(
+                matches!(&r, Err(e) if e.kind() == ErrorKind::TimedOut),
+                "Unix recv_from: {r:?}"
+            );
+            let a = twin_cleared_unix(&path_a);
+            b.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            assert_eq!(a.send_to(b"unix twin", &path_b).unwrap(), 9);
+            let (n, from) = b.recv_from(&mut buf).unwrap();
+            assert_eq!((n, from.as_pathname()), (9, Some(path_a.as_path())));
+            std::fs::remove_file(&path_a).unwrap();
+            std::fs::remove_file(&path_b).unwrap();
         });
         done.send(()).unwrap();
     });
