@@ -16,6 +16,21 @@ static WATCHDOG: extern "C" fn() = {
     arm
 };
 
+/// The watchdog above is armed in every runner, which includes this file:
+/// `alarm(0)` reports the seconds left (0 if none was set) and disarms, so
+/// the test puts the alarm back at once.
+#[test]
+fn the_watchdog_is_armed() {
+    // SAFETY: `alarm` only reschedules this process's signal.
+    let left = unsafe { libc::alarm(0) };
+    // SAFETY: as above; re-arms what was read.
+    unsafe { libc::alarm(left) };
+    assert!(
+        (1..=600).contains(&left),
+        "SIGALRM due in {left} s, not within the 600 s the watchdog sets"
+    );
+}
+
 /// Runs an upstream test's body in a coroutine on corun's global runtime
 /// (see `build.rs`), passing its panic on to the test's thread, so
 /// `#[should_panic]` tests see their own message.
