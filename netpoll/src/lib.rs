@@ -48,6 +48,7 @@ mod epoll;
 mod io;
 mod nowait;
 mod pollfd;
+mod rawaddr;
 mod tcp;
 mod udp;
 mod unix;

@@ -7,7 +7,7 @@ use std::path::Path;
 use corun_runtime::WaitReason;
 
 use crate::io::{Dir, Io};
-use crate::nowait;
+use crate::{nowait, rawaddr};
 
 /// A Unix stream server socket.
 ///
@@ -443,7 +443,7 @@ impl UnixDatagram {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn send_to<P: AsRef<Path>>(&self, buf: &[u8], path: P) -> io::Result<usize> {
-        let to = nowait::RawUnixAddr::for_path(path.as_ref())?;
+        let to = rawaddr::RawUnixAddr::for_path(path.as_ref())?;
         self.io.io_retrying(Dir::Write, WaitReason::IoWrite, |s| {
             nowait::send_to_unix(s, buf, &to)
         })
