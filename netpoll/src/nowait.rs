@@ -22,7 +22,7 @@ use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::SocketAddr as UnixAddr;
 
-use crate::rawaddr::{Raw, RawAddr, RawUnixAddr, SockAddr};
+use crate::rawaddr::{Raw, RawAddr, RawUnixAddr, SockAddr, unnamed_unix_addr};
 
 fn check(ret: isize) -> io::Result<usize> {
     if ret < 0 {
@@ -159,9 +159,10 @@ pub(crate) fn send_to(s: &impl AsRawFd, buf: &[u8], addr: SocketAddr) -> io::Res
 /// Receives one datagram into `buf`, and its sender, on a Unix datagram
 /// socket without blocking.
 pub(crate) fn recv_from_unix(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<(usize, UnixAddr)> {
+    let unnamed = unnamed_unix_addr()?;
     let mut from = RawUnixAddr::zeroed();
     let n = recv_from_raw(s.as_raw_fd(), buf, 0, &mut from)?;
-    Ok((n, from.to_unix_addr()?))
+    Ok((n, from.to_unix_addr(unnamed)?))
 }
 
 /// Sends `buf` as one datagram to the Unix socket at `to` without blocking.

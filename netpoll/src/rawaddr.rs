@@ -140,13 +140,13 @@ impl RawUnixAddr {
     }
 
     /// The address as std's type: a pathname, an abstract name (a leading
-    /// NUL byte), or unnamed (no name bytes; Linux may also report a
-    /// length of zero for an unnamed sender). A family other than
+    /// NUL byte), or a clone of `unnamed` (no name bytes; Linux may also
+    /// report a length of zero for an unnamed sender). A family other than
     /// `AF_UNIX` is `InvalidData`.
-    pub(crate) fn to_unix_addr(&self) -> io::Result<UnixAddr> {
+    pub(crate) fn to_unix_addr(&self, unnamed: &UnixAddr) -> io::Result<UnixAddr> {
         let len = self.len as usize;
         if len == 0 {
-            return unnamed_unix_addr();
+            return Ok(unnamed.clone());
         }
         if libc::c_int::from(self.addr.sun_family) != libc::AF_UNIX {
             return Err(io::Error::new(
@@ -165,7 +165,7 @@ impl RawUnixAddr {
             *to = from as u8;
         }
         match &name[..name_len] {
-            [] => unnamed_unix_addr(),
+            [] => Ok(unnamed.clone()),
             [0, abstract_name @ ..] => UnixAddr::from_abstract_name(abstract_name),
             path => {
                 let end = path.iter().position(|&b| b == 0).unwrap_or(path.len());
@@ -176,15 +176,17 @@ impl RawUnixAddr {
 }
 
 /// An unnamed Unix socket address. std has no constructor for one, so it
-/// is taken, once per process, from an unbound socket.
-fn unnamed_unix_addr() -> io::Result<UnixAddr> {
+/// is taken, once per process, from an unbound socket. A receiver asks for
+/// it before it takes a datagram: if no socket can be made (no descriptor
+/// left), the call fails without losing one.
+pub(crate) fn unnamed_unix_addr() -> io::Result<&'static UnixAddr> {
     static UNNAMED: OnceLock<UnixAddr> = OnceLock::new();
     if let Some(addr) = UNNAMED.get() {
-        return Ok(addr.clone());
+        return Ok(addr);
     }
     let addr = UnixDatagram::unbound()?.local_addr()?;
     debug_assert!(addr.is_unnamed());
-    Ok(UNNAMED.get_or_init(|| addr).clone())
+    Ok(UNNAMED.get_or_init(|| addr))
 }
 
 #[cfg(test)]
@@ -210,11 +212,13 @@ mod tests {
     fn a_raw_unix_address_of_another_family_is_an_error() {
         let mut raw = RawUnixAddr::zeroed();
         raw.addr.sun_family = libc::AF_INET as libc::sa_family_t;
-        let e = raw.to_unix_addr().unwrap_err();
+        let unnamed = unnamed_unix_addr().unwrap();
+        assert!(unnamed.is_unnamed());
+        let e = raw.to_unix_addr(unnamed).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         // Linux's report of an unnamed sender: no address bytes at all.
         raw.len = 0;
-        assert!(raw.to_unix_addr().unwrap().is_unnamed());
+        assert!(raw.to_unix_addr(unnamed).unwrap().is_unnamed());
     }
 
     #[test]
