@@ -33,6 +33,12 @@ unsafe impl SockAddr for libc::sockaddr_storage {}
 unsafe impl SockAddr for libc::sockaddr_un {}
 
 /// An address structure and its length in bytes.
+///
+/// Invariant: every byte of `addr` is initialized. The fields are private
+/// to this module, where a `Raw` is only made zeroed (`zeroed`) or from a
+/// zeroed structure (`RawAddr::new`, `RawUnixAddr::for_path`), and
+/// written field by field or by the kernel (`kernel_out`). The unsafe
+/// reads in `to_socket_addr` rely on it.
 pub(crate) struct Raw<A> {
     addr: A,
     len: libc::socklen_t,
@@ -86,8 +92,9 @@ impl RawAddr {
         match libc::c_int::from(self.addr.ss_family) {
             libc::AF_INET if len >= mem::size_of::<libc::sockaddr_in>() => {
                 // SAFETY: `addr` is large and aligned enough for a
-                // `sockaddr_in`, all its bytes are initialized (see the
-                // type), and any initialized bytes make a valid one.
+                // `sockaddr_in`, all its bytes are initialized (the
+                // invariant of `Raw`), and any initialized bytes make a
+                // valid one.
                 let sin = unsafe { at.cast::<libc::sockaddr_in>().read() };
                 let ip = Ipv4Addr::from(sin.sin_addr.s_addr.to_ne_bytes());
                 Ok(SocketAddrV4::new(ip, u16::from_be(sin.sin_port)).into())
