@@ -113,6 +113,19 @@ pub(crate) const TIME_SLICE: Duration = Duration::from_millis(10);
 /// How long a thief leaves a running P's `runnext` to its owner (Go: 3 us).
 const RUNNEXT_GRACE: Duration = Duration::from_micros(3);
 
+/// How long an M needed at the thread cap may take to turn up (an M
+/// between releasing its P and listing itself idle) before the cap is
+/// reported as fatal.
+const CAP_GRACE: Duration = Duration::from_secs(1);
+
+/// Why `new_m` started no thread.
+enum NewMError {
+    /// `max_threads` reached.
+    Cap(String),
+    /// The OS refused a thread.
+    Spawn(String),
+}
+
 /// Tasks a local queue holds before it spills half to the injector (Go's
 /// `runq` is a ring of this size).
 const LOCAL_QUEUE_CAP: usize = 256;
@@ -576,14 +589,7 @@ impl Shared {
             return;
         }
         match self.pidleget() {
-            Some(p) => {
-                // Work waits for an idle P that no M can be found for: with
-                // every M stuck (in `blocking()`, say) that is a hang, so
-                // the thread cap is the clear error it is in `startm`.
-                if let Err(msg) = self.new_m(Some(p), true) {
-                    fatal(&msg);
-                }
-            }
+            Some(p) => self.new_m_or_wait(p, true),
             None => {
                 self.nmspinning.fetch_sub(1, Ordering::SeqCst);
             }
@@ -595,24 +601,74 @@ impl Shared {
         let idle_m = lock(&self.idle_ms).pop();
         match idle_m {
             Some(m) => m.give(Some(p), false),
-            None => {
-                if let Err(msg) = self.new_m(Some(p), false) {
-                    fatal(&msg);
+            None => self.new_m_or_wait(p, false),
+        }
+    }
+
+    /// Starts a new M for `p`, which the caller took off the idle list
+    /// (and for which it counted a spinner if `spinning`). At the thread
+    /// cap this is not yet a hang: an M that has just released its P, and
+    /// not yet listed itself idle or entered the poller, re-checks the
+    /// queues and then stops where we can find it (with `max_threads ==
+    /// workers` that window alone made a plain spawn loop fatal). So wait
+    /// for such an M, or for the work to be taken, and call the cap fatal
+    /// only when neither comes: then every M without a P is stuck (in
+    /// `blocking()`, say) and the work would wait for good. A cold path:
+    /// it runs only at the cap.
+    fn new_m_or_wait(&self, p: usize, spinning: bool) {
+        let Err(err) = self.new_m(Some(p), spinning) else {
+            return;
+        };
+        let msg = match err {
+            NewMError::Spawn(msg) => fatal(&msg),
+            NewMError::Cap(msg) => msg,
+        };
+        let give_back = |notify_poller: bool| {
+            self.pidleput(p);
+            if spinning {
+                self.nmspinning.fetch_sub(1, Ordering::SeqCst);
+            }
+            if notify_poller {
+                self.driver().notify();
+            }
+        };
+        let deadline = Instant::now() + CAP_GRACE;
+        loop {
+            if self.shutdown.load(Ordering::Acquire) {
+                return give_back(false);
+            }
+            if let Some(m) = lock(&self.idle_ms).pop() {
+                return m.give(Some(p), spinning);
+            }
+            if self.poller_blocked.load(Ordering::SeqCst) {
+                // It takes an idle P itself once notified.
+                return give_back(true);
+            }
+            if !self.work_queued() {
+                // Taken by an M that holds a P: nothing needs one more.
+                return give_back(false);
+            }
+            match self.new_m(Some(p), spinning) {
+                Ok(()) => return,
+                Err(NewMError::Spawn(msg)) => fatal(&msg),
+                Err(NewMError::Cap(_)) if Instant::now() < deadline => {
+                    thread::sleep(Duration::from_micros(50));
                 }
+                Err(NewMError::Cap(_)) => fatal(&msg),
             }
         }
     }
 
-    fn new_m(&self, p: Option<usize>, spinning: bool) -> Result<(), String> {
+    fn new_m(&self, p: Option<usize>, spinning: bool) -> Result<(), NewMError> {
         let n = self.nm.fetch_add(1, Ordering::SeqCst);
         if n >= self.max_threads {
             self.nm.fetch_sub(1, Ordering::SeqCst);
-            return Err(format!(
+            return Err(NewMError::Cap(format!(
                 "corun: runtime '{}' needs more than {} OS threads (coroutines blocked in \
                  blocking() or stuck without yield points hold them); raise the limit with \
                  Runtime::builder().max_threads(n) or CORUN_MAX_THREADS",
                 self.name, self.max_threads
-            ));
+            )));
         }
         // SAFETY: every `Shared` is leaked at creation (see `Runtime`), so
         // extending the lifetime only states a fact.
@@ -626,7 +682,9 @@ impl Shared {
             }
             Err(e) => {
                 self.nm.fetch_sub(1, Ordering::SeqCst);
-                Err(format!("corun: could not start a worker thread: {e}"))
+                Err(NewMError::Spawn(format!(
+                    "corun: could not start a worker thread: {e}"
+                )))
             }
         }
     }
@@ -634,7 +692,7 @@ impl Shared {
     /// Starts the first M (the others start on demand).
     pub(crate) fn start(&'static self) {
         if let Some(p) = self.pidleget()
-            && let Err(msg) = self.new_m(Some(p), false)
+            && let Err(NewMError::Cap(msg) | NewMError::Spawn(msg)) = self.new_m(Some(p), false)
         {
             fatal(&msg);
         }

@@ -87,6 +87,22 @@ fn children() {
             let _ = waiter.join();
             println!("unreachable");
         }
+        "cap-equals-workers" => {
+            // No coroutine ever blocks: the runtime never needs more Ms
+            // than Ps. An M going idle between releasing its P and listing
+            // itself must not make the spawner's `wakep` hit the cap.
+            for workers in [1, 2] {
+                let rt = Runtime::builder()
+                    .workers(workers)
+                    .max_threads(workers)
+                    .build()
+                    .unwrap();
+                for i in 0..100_000u32 {
+                    assert_eq!(rt.spawn(move || i).join().unwrap(), i);
+                }
+            }
+            println!("survived");
+        }
         "env" => {
             let s = corun_runtime::stats();
             println!("ps={}", s.ps);
@@ -131,6 +147,14 @@ fn thread_cap_met_by_work_for_an_idle_p_is_a_clear_fatal_error() {
     assert!(!out.status.success());
     assert!(stderr.contains("needs more than 1 OS threads"), "{stderr}");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("unreachable"));
+}
+
+#[test]
+fn a_cap_equal_to_the_workers_is_enough_without_blocking() {
+    let out = child("cap-equals-workers", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("survived"));
 }
 
 #[test]
