@@ -38,6 +38,15 @@ impl Home {
         }
     }
 
+    /// Runtime shutdown claimed the task: its thread, parked in `wait`
+    /// while the task was parked, must look at the shutdown flag and
+    /// exit, or it would sleep for the rest of the process.
+    pub(crate) fn shut_down(&self) {
+        if let Some(t) = self.thread.get() {
+            t.unpark();
+        }
+    }
+
     fn wait(&self, shared: &Shared) -> Option<TaskRef> {
         loop {
             if let Some(t) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() {

@@ -433,6 +433,12 @@ impl Header {
         // SAFETY: the runner; `fail` drops an unused function and sets the output.
         unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
         self.complete();
+        if let Some(home) = &self.home {
+            // Set before our claim, the shutdown flag is what its thread
+            // finds when this wakes it (a thread not yet waiting finds
+            // the task claimed instead).
+            home.shut_down();
+        }
         if prev & LIFECYCLE == IDLE {
             // A parked task held its run reference itself (see "References");
             // our claim kept any waker from taking it. The caller's own

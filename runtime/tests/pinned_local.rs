@@ -298,3 +298,48 @@ fn pinned_coroutine_running_at_shutdown_releases_its_joiner() {
     let joined = join_within(h, Duration::from_secs(5)).expect("join hung");
     assert!(joined.is_err(), "abandoned at its park");
 }
+
+/// A pinned coroutine parked when its runtime is dropped is abandoned;
+/// the OS thread it lived on must exit too, not sleep forever.
+#[test]
+fn pinned_thread_of_a_parked_coroutine_exits_at_shutdown() {
+    use std::sync::mpsc;
+    thread_local! {
+        // Dropped when the pinned thread exits.
+        static ALIVE: RefCell<Option<mpsc::Sender<()>>> = const { RefCell::new(None) };
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (alive, exits) = mpsc::channel::<()>();
+    let (parking, parked) = mpsc::channel::<()>();
+    let hs: Vec<_> = (0..3)
+        .map(|_| {
+            let (alive, parking) = (alive.clone(), parking.clone());
+            spawn_pinned(&rt, move || {
+                // Kept by the thread, not by the frames shutdown leaks.
+                ALIVE.with(|a| *a.borrow_mut() = Some(alive));
+                parking.send(()).unwrap();
+                drop(parking);
+                loop {
+                    corun_runtime::park(corun_runtime::WaitReason::Park);
+                }
+            })
+        })
+        .collect();
+    drop((alive, parking));
+    for _ in 0..3 {
+        parked
+            .recv_timeout(LIVENESS)
+            .expect("pinned coroutine started");
+    }
+    // Let them reach their park.
+    std::thread::sleep(Duration::from_millis(20));
+    drop(rt);
+    for h in hs {
+        assert!(h.join().is_err(), "abandoned");
+    }
+    assert_eq!(
+        exits.recv_timeout(Duration::from_secs(5)),
+        Err(mpsc::RecvTimeoutError::Disconnected),
+        "a pinned coroutine's thread is still alive after shutdown"
+    );
+}
