@@ -7,6 +7,7 @@
 //! so code using it works in both worlds.
 
 use std::any::Any;
+use std::panic::{self, AssertUnwindSafe};
 use std::thread::LocalKey as ThreadKey;
 
 use crate::tls;
@@ -28,17 +29,39 @@ impl Drop for LocalMap {
 }
 
 /// Drops the running coroutine's locals (at its end, on its own stack).
+///
+/// Every value is dropped even if some destructors panic: the first panic
+/// is resumed once all are gone (the coroutine's result reports it), later
+/// ones are dropped. Letting the first unwind out of the map's `Drop`
+/// leaked the values still in it, their destructors never run.
 pub(crate) fn drop_current() {
     let task = tls::current_task_ptr();
     if task.is_null() {
         return;
     }
+    let mut first: Option<Box<dyn Any + Send>> = None;
     // A destructor may touch another coroutine-local and so create a fresh
     // map; keep dropping until none is left, still on the coroutine's stack.
     // SAFETY: we run as this task; only it touches its locals, and the map
     // is moved out before its values' destructors run.
-    while let Some(map) = unsafe { (*(*task).locals.get()).take() } {
-        drop(map);
+    while let Some(mut map) = unsafe { (*(*task).locals.get()).take() } {
+        // Newest first, as `LocalMap`'s `Drop`.
+        while let Some((_, value)) = map.entries.pop() {
+            // SAFETY: made by `Box::into_raw` in `with`, popped from the
+            // map, so dropped once, here.
+            let value = unsafe { Box::from_raw(value) };
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+                match first {
+                    None => first = Some(payload),
+                    Some(_) => {
+                        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(payload) = first {
+        panic::resume_unwind(payload);
     }
 }
 

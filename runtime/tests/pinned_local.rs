@@ -343,3 +343,44 @@ fn pinned_thread_of_a_parked_coroutine_exits_at_shutdown() {
         "a pinned coroutine's thread is still alive after shutdown"
     );
 }
+
+/// Counts its drops; the one made with `true` panics in its destructor.
+struct CountsDrop(&'static std::sync::atomic::AtomicUsize, bool);
+impl Drop for CountsDrop {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        if self.1 {
+            panic!("a coroutine-local's destructor panics");
+        }
+    }
+}
+
+static PANICKY_DROPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+coroutine_local! {
+    static OLDER: RefCell<Option<CountsDrop>> = RefCell::new(None);
+    static NEWER: RefCell<Option<CountsDrop>> = RefCell::new(None);
+}
+
+/// One local's destructor panicking (the newest, dropped first) must not
+/// leak the others: their destructors still run, and the coroutine's
+/// result reports the panic.
+#[test]
+fn a_panicking_local_destructor_does_not_skip_the_others() {
+    let h = go!(|| {
+        OLDER.with(|o| *o.borrow_mut() = Some(CountsDrop(&PANICKY_DROPS, false)));
+        NEWER.with(|n| *n.borrow_mut() = Some(CountsDrop(&PANICKY_DROPS, true)));
+    });
+    let err = h
+        .join()
+        .expect_err("the destructor's panic is the coroutine's");
+    assert_eq!(
+        err.downcast_ref::<&str>(),
+        Some(&"a coroutine-local's destructor panics")
+    );
+    assert_eq!(
+        PANICKY_DROPS.load(Ordering::SeqCst),
+        2,
+        "the older local was never dropped"
+    );
+}
