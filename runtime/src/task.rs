@@ -487,12 +487,16 @@ where
         let mut out = panic::catch_unwind(AssertUnwindSafe(f));
         // Coroutine-locals die with their coroutine, on its own stack. A
         // panic in their destructors is the coroutine's, as if its function
-        // had panicked (the first panic wins).
-        if let Err(payload) = panic::catch_unwind(crate::local::drop_current)
-            && out.is_ok()
-        {
-            let finished = std::mem::replace(&mut out, Err(payload));
-            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(finished)));
+        // had panicked (the first panic wins). What loses is dropped under
+        // `catch_unwind`: a value's or a payload's destructor is user code,
+        // and a panic escaping the fiber would stop the worker.
+        if let Err(payload) = panic::catch_unwind(crate::local::drop_current) {
+            let loser = if out.is_ok() {
+                std::mem::replace(&mut out, Err(payload))
+            } else {
+                Err(payload)
+            };
+            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(loser)));
         }
         // SAFETY: the running task holds a reference (the scheduler's), so
         // the cell is alive; the output is read only after COMPLETE, which

@@ -103,6 +103,34 @@ fn children() {
             }
             println!("survived");
         }
+        "second-panic-payload-bomb" => {
+            // The coroutine panics, then a local's destructor panics too,
+            // with a payload whose own destructor panics. The first panic
+            // wins and the second payload is dropped: that drop must not
+            // unwind out of the coroutine into its worker.
+            struct Bomb;
+            impl Drop for Bomb {
+                fn drop(&mut self) {
+                    panic!("a panic payload's destructor panics");
+                }
+            }
+            struct ThrowsBomb;
+            impl Drop for ThrowsBomb {
+                fn drop(&mut self) {
+                    std::panic::panic_any(Bomb);
+                }
+            }
+            corun_runtime::coroutine_local! {
+                static THROWS: std::cell::Cell<Option<ThrowsBomb>> = std::cell::Cell::new(None);
+            }
+            let h = go!(|| {
+                THROWS.with(|t| t.set(Some(ThrowsBomb)));
+                panic!("first");
+            });
+            let err = h.join().unwrap_err();
+            assert_eq!(err.downcast_ref::<&str>(), Some(&"first"));
+            println!("survived: {}", go!(|| "runtime still up").join().unwrap());
+        }
         "env" => {
             let s = corun_runtime::stats();
             println!("ps={}", s.ps);
@@ -155,6 +183,15 @@ fn a_cap_equal_to_the_workers_is_enough_without_blocking() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(String::from_utf8_lossy(&out.stdout).contains("survived"));
+}
+
+#[test]
+fn a_second_panic_whose_payload_panics_on_drop_stays_in_its_coroutine() {
+    let out = child("second-panic-payload-bomb", &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("survived: runtime still up"), "{stdout}");
 }
 
 #[test]
