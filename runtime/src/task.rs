@@ -556,11 +556,18 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
 /// fiber never finished: it never started, or shutdown leaked it.
 unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
     let cell = ptr.cast::<Cell<F, T>>();
-    // SAFETY: as documented: exclusive access to func and output.
-    unsafe {
-        drop(take_func(cell));
-        *cell.as_ref().prefix.output.get() = Some(Err(payload));
+    // SAFETY: as documented: exclusive access to func.
+    let func = unsafe { take_func(cell) };
+    // The unused function's destructor is user code and may panic. This
+    // runs in shutdown (on the thread dropping the `Runtime`, where a panic
+    // would escape its drop and leave the rest of the coroutines
+    // uncompleted) or on a worker (where it would stop the runtime), so it
+    // is caught here, as in `dealloc`.
+    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(func))) {
+        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(p)));
     }
+    // SAFETY: as documented: exclusive access to the output.
+    unsafe { *cell.as_ref().prefix.output.get() = Some(Err(payload)) };
 }
 
 /// Moves the function out, once.

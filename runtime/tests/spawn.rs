@@ -389,3 +389,45 @@ fn large_captures_and_outputs() {
     spawn_all();
     corun_runtime::spawn(spawn_all).join().unwrap();
 }
+
+/// Shutdown drops the closures of coroutines that never started. Their
+/// destructors are user code: one that panics must neither escape
+/// `Runtime`'s drop nor stop shutdown before the other coroutines are
+/// completed (their joiners would wait for good).
+#[test]
+fn a_panicking_unrun_closure_does_not_derail_shutdown() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("closure dropped unrun");
+        }
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (started_tx, started) = std::sync::mpsc::channel();
+    // Holds the only worker while the others are queued behind it.
+    let busy = rt.spawn(move || {
+        started_tx.send(()).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+    });
+    started.recv().unwrap();
+    let hs: Vec<_> = (0..4)
+        .map(|_| {
+            let boom = Boom;
+            rt.spawn(move || {
+                let _keep = &boom;
+            })
+        })
+        .collect();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(rt)));
+    assert!(dropped.is_ok(), "a closure's panic escaped Runtime::drop");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = busy.join();
+        for h in hs {
+            let _ = h.join();
+        }
+        tx.send(()).unwrap();
+    });
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("a joiner still waits after shutdown");
+}
