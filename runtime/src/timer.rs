@@ -22,6 +22,7 @@
 //! Firing happens outside the queue's lock: due entries are popped under the
 //! lock, then woken or run after it is released.
 
+use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -181,7 +182,15 @@ impl Timers {
     pub(crate) fn clear(&self) {
         let entries = self.lock().entries.take_all();
         self.next_when.store(NONE, Ordering::Release);
-        drop(entries);
+        // A callback that never fired, whose `Timer` is gone, is dropped
+        // here with what it captured: user code, which may panic. Shutdown
+        // must go on to complete the coroutines, so each is dropped alone
+        // and a panic is swallowed (the hook has reported it).
+        for entry in entries {
+            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(entry))) {
+                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+            }
+        }
     }
 }
 

@@ -431,3 +431,44 @@ fn a_panicking_unrun_closure_does_not_derail_shutdown() {
     rx.recv_timeout(Duration::from_secs(10))
         .expect("a joiner still waits after shutdown");
 }
+
+/// Shutdown also drops the callbacks of timers that never fired: a
+/// callback's captures panicking on drop must not escape `Runtime`'s drop
+/// before the parked coroutines are completed.
+#[test]
+fn a_panicking_unfired_timer_callback_does_not_derail_shutdown() {
+    struct Boom;
+    impl Drop for Boom {
+        fn drop(&mut self) {
+            panic!("timer callback dropped unrun");
+        }
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let boom = Boom;
+        // The handle is dropped at once: the queue holds the last reference.
+        drop(corun_runtime::Timer::at(
+            std::time::Instant::now() + Duration::from_secs(3600),
+            move || {
+                let _keep = &boom;
+            },
+        ));
+    });
+    let (parked_tx, parked) = std::sync::mpsc::channel();
+    let sleeper = rt.spawn(move || {
+        parked_tx.send(()).unwrap();
+        loop {
+            corun_runtime::park(corun_runtime::WaitReason::Park);
+        }
+    });
+    parked.recv().unwrap();
+    let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(rt)));
+    assert!(dropped.is_ok(), "a callback's panic escaped Runtime::drop");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(sleeper.join().is_err()).unwrap());
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "the parked coroutine was not completed by shutdown"
+    );
+}
