@@ -127,7 +127,8 @@ impl RuntimeBuilder {
     /// `fatal error: all coroutines are asleep - deadlock!` and the
     /// coroutine dump, and exits with status 2. Detection stays silent
     /// whenever it cannot be sure (another runtime or any foreign thread
-    /// exists). `CORUN_DEADLOCK_DETECTION=0` turns it off for every runtime.
+    /// exists). `CORUN_DEADLOCK_DETECTION=0` (or `false`, `off`) turns it off
+    /// for every runtime.
     ///
     /// ```
     /// let rt = corun_runtime::Runtime::builder().deadlock_detection(false).build().unwrap();
@@ -171,8 +172,8 @@ impl RuntimeBuilder {
         static IDS: AtomicUsize = AtomicUsize::new(0);
         let id = IDS.fetch_add(1, Ordering::Relaxed);
         let name = self.name.unwrap_or_else(|| format!("corun-{id}"));
-        let detect_deadlock = !self.no_deadlock_detection
-            && std::env::var("CORUN_DEADLOCK_DETECTION").map_or(true, |v| v.trim() != "0");
+        let detect_deadlock =
+            !self.no_deadlock_detection && env_bool("CORUN_DEADLOCK_DETECTION").unwrap_or(true);
         install_panic_hook();
         crate::traceback::install();
         crate::trace::start_from_env();
@@ -199,6 +200,22 @@ impl RuntimeBuilder {
 
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidInput, msg)
+}
+
+/// Reads an on/off environment setting (`0`, `false`, `off`, `no` or `1`,
+/// `true`, `on`, `yes`, in any case); anything else is reported and
+/// ignored. (Only `0` used to mean off: `=false` silently left deadlock
+/// detection on, and a program meant to idle was ended with status 2.)
+fn env_bool(var: &str) -> Option<bool> {
+    let raw = std::env::var(var).ok()?;
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "0" | "false" | "off" | "no" => Some(false),
+        "1" | "true" | "on" | "yes" => Some(true),
+        _ => {
+            eprintln!("corun: ignoring {var}={raw:?}: expected 0 or 1 (or false/true, off/on)");
+            None
+        }
+    }
 }
 
 /// Reads a numeric environment setting; a malformed one is reported once

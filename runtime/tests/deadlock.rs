@@ -198,15 +198,29 @@ fn detection_can_be_turned_off() {
         text(&out.stderr)
     );
     assert!(!text(&out.stderr).contains("deadlock"));
-    let (out, killed) = run_child(
-        "deadlock",
-        &[("CORUN_DEADLOCK_DETECTION", "0")],
-        Duration::from_millis(1500),
+    // Every usual spelling of "off" turns it off (a value it cannot read
+    // is reported, not silently taken for "on").
+    for off in ["0", "false", "off", "no", " FALSE "] {
+        let (out, killed) = run_child(
+            "deadlock",
+            &[("CORUN_DEADLOCK_DETECTION", off)],
+            Duration::from_millis(1500),
+        );
+        assert!(
+            killed,
+            "CORUN_DEADLOCK_DETECTION={off:?}: child exited: {:?} {}",
+            out.status,
+            text(&out.stderr)
+        );
+    }
+    let (out, _) = run_child(
+        "finished",
+        &[("CORUN_DEADLOCK_DETECTION", "nope")],
+        Duration::from_secs(30),
     );
     assert!(
-        killed,
-        "child exited: {:?} {}",
-        out.status,
+        text(&out.stderr).contains("ignoring CORUN_DEADLOCK_DETECTION=\"nope\""),
+        "{}",
         text(&out.stderr)
     );
 }
