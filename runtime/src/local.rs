@@ -16,6 +16,9 @@ use crate::tls;
 #[derive(Default)]
 pub(crate) struct LocalMap {
     entries: Vec<(usize, *mut dyn Any)>,
+    /// Keys whose values the coroutine's end has dropped: they may not be
+    /// initialised again (see `drop_current`).
+    destroyed: Vec<usize>,
 }
 
 impl Drop for LocalMap {
@@ -30,6 +33,14 @@ impl Drop for LocalMap {
 
 /// Drops the running coroutine's locals (at its end, on its own stack).
 ///
+/// Newest first, one value at a time, the map staying in place: a
+/// destructor may use another local, which is still there or is created
+/// afresh (and dropped in turn), but a key whose value was already dropped
+/// cannot be initialised again, as a `thread_local!` cannot be during
+/// thread exit: `with` panics. Without that, two locals whose destructors
+/// each touch the other re-created each other for ever and the coroutine
+/// never finished (its worker spinning).
+///
 /// Every value is dropped even if some destructors panic: the first panic
 /// is resumed once all are gone (the coroutine's result reports it), later
 /// ones are dropped. Letting the first unwind out of the map's `Drop`
@@ -40,26 +51,35 @@ pub(crate) fn drop_current() {
         return;
     }
     let mut first: Option<Box<dyn Any + Send>> = None;
-    // A destructor may touch another coroutine-local and so create a fresh
-    // map; keep dropping until none is left, still on the coroutine's stack.
-    // SAFETY: we run as this task; only it touches its locals, and the map
-    // is moved out before its values' destructors run.
-    while let Some(mut map) = unsafe { (*(*task).locals.get()).take() } {
-        // Newest first, as `LocalMap`'s `Drop`.
-        while let Some((_, value)) = map.entries.pop() {
-            // SAFETY: made by `Box::into_raw` in `with`, popped from the
-            // map, so dropped once, here.
-            let value = unsafe { Box::from_raw(value) };
-            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
-                match first {
-                    None => first = Some(payload),
-                    Some(_) => {
-                        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
-                    }
+    loop {
+        // SAFETY: we run as this task; only it touches its locals. The
+        // borrow ends before the value's destructor runs (which may call
+        // `with`, borrowing the map again).
+        let next = unsafe {
+            let slot = &mut *(*task).locals.get();
+            let Some(map) = slot.as_mut() else { break };
+            match map.entries.pop() {
+                Some((key, value)) => {
+                    map.destroyed.push(key);
+                    value
+                }
+                None => break,
+            }
+        };
+        // SAFETY: made by `Box::into_raw` in `with` and popped from the
+        // map, so dropped once, here.
+        let value = unsafe { Box::from_raw(next) };
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
+            match first {
+                None => first = Some(payload),
+                Some(_) => {
+                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
                 }
             }
         }
     }
+    // SAFETY: as above; the map is empty now.
+    drop(unsafe { (*(*task).locals.get()).take() });
     if let Some(payload) = first {
         panic::resume_unwind(payload);
     }
@@ -127,13 +147,19 @@ impl<T: 'static> LocalKey<T> {
         let key = self as *const Self as usize;
         // SAFETY: only the running coroutine touches its locals, and we are
         // it. Values are boxed, so growing the map does not move them; they
-        // are removed only when the coroutine ends, after `f` returned.
+        // are removed only when the coroutine ends, after `f` returned
+        // (`drop_current` removes none while a destructor it runs, which
+        // may call us, is running).
         let value: *const T = unsafe {
             let slot = &mut *(*task).locals.get();
             let map = slot.get_or_insert_with(Default::default);
             match map.entries.iter().find(|(k, _)| *k == key) {
                 Some((_, v)) => (*v).cast::<T>(),
                 None => {
+                    assert!(
+                        !map.destroyed.contains(&key),
+                        "corun: a coroutine-local was used after the coroutine's end dropped it"
+                    );
                     // Initialise outside any borrow of the map: `init` may
                     // use other coroutine-locals.
                     let fresh: *mut dyn Any = Box::into_raw(Box::new((self.init)()));

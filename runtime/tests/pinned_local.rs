@@ -384,3 +384,37 @@ fn a_panicking_local_destructor_does_not_skip_the_others() {
         "the older local was never dropped"
     );
 }
+
+struct TouchesPong;
+struct TouchesPing;
+impl Drop for TouchesPong {
+    fn drop(&mut self) {
+        PONG.with(|p| p.set(Some(TouchesPing)));
+    }
+}
+impl Drop for TouchesPing {
+    fn drop(&mut self) {
+        PING.with(|p| p.set(Some(TouchesPong)));
+    }
+}
+
+coroutine_local! {
+    static PING: Cell<Option<TouchesPong>> = Cell::new(None);
+    static PONG: Cell<Option<TouchesPing>> = Cell::new(None);
+}
+
+/// Two locals whose destructors each set the other: as with
+/// `thread_local!` at thread exit, a key already dropped cannot come back,
+/// so the coroutine ends (reporting the refused access as its panic)
+/// instead of re-creating the pair for ever on its worker.
+#[test]
+fn locals_whose_destructors_recreate_each_other_still_end() {
+    let h = go!(|| PING.with(|p| p.set(Some(TouchesPong))));
+    let joined = join_within(h, Duration::from_secs(10)).expect("the coroutine never finished");
+    let err = joined.expect_err("the refused re-creation is the coroutine's panic");
+    let msg = err.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(
+        msg.contains("after the coroutine's end dropped it"),
+        "{msg}"
+    );
+}
