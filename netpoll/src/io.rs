@@ -154,7 +154,11 @@ impl<S: AsRawFd> Io<S> {
         let deadline = self
             .timeout(dir)
             .and_then(|t| Instant::now().checked_add(t));
-        self.io_until(dir, reason, deadline, op, |&n| n > 0 && n < len)
+        // A zero-length transfer needs no room and no data: the kernel
+        // answers a write at once (`Ok(0)`, as std returns it even when
+        // the send buffer is full), so it must not wait for the poller
+        // because the direction is drained.
+        self.run(dir, reason, deadline, op, |&n| n > 0 && n < len, len > 0)
     }
 
     /// As [`Io::io`] with an explicit deadline.
@@ -163,8 +167,22 @@ impl<S: AsRawFd> Io<S> {
         dir: Dir,
         reason: WaitReason,
         deadline: Option<Instant>,
+        op: impl FnMut(&S) -> io::Result<R>,
+        drained: impl Fn(&R) -> bool,
+    ) -> io::Result<R> {
+        self.run(dir, reason, deadline, op, drained, true)
+    }
+
+    /// [`Io::io_until`]; `trust_drained`: an operation starting where the
+    /// direction was found drained waits for the poller before it tries.
+    fn run<R>(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        deadline: Option<Instant>,
         mut op: impl FnMut(&S) -> io::Result<R>,
         drained: impl Fn(&R) -> bool,
+        trust_drained: bool,
     ) -> io::Result<R> {
         yield_point();
         let in_coroutine = is_coroutine();
@@ -172,6 +190,7 @@ impl<S: AsRawFd> Io<S> {
             let direction = self.source.get().map(|s| s.direction(dir));
             let since = direction.map(|d| d.snapshot());
             if in_coroutine
+                && trust_drained
                 && !self.nonblocking.load(Ordering::Relaxed)
                 && let (Some(d), Some(seq)) = (direction, since)
                 && !d.is_ready(seq)
