@@ -56,6 +56,56 @@ pub(crate) fn peek(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
     recv_flags(s.as_raw_fd(), buf, libc::MSG_PEEK)
 }
 
+/// `recv` on a datagram socket (see [`at_read_shutdown`]).
+pub(crate) fn recv_datagram(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = s.as_raw_fd();
+    at_read_shutdown(fd, || recv_flags(fd, buf, 0), || Ok(0))
+}
+
+/// `peek` on a datagram socket (see [`at_read_shutdown`]).
+pub(crate) fn peek_datagram(s: &impl AsRawFd, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = s.as_raw_fd();
+    at_read_shutdown(fd, || recv_flags(fd, buf, libc::MSG_PEEK), || Ok(0))
+}
+
+/// A datagram receive as a blocking socket answers it. Once a datagram
+/// socket is shut down for reading, a blocking receive with nothing
+/// queued returns 0 bytes (no address) at once, but a non-blocking one
+/// still says `EAGAIN`: the kernel's blocking wait checks the shutdown,
+/// its non-blocking path does not. Taken as "wait for readiness", that
+/// `EAGAIN` parked a coroutine for ever (the shutdown's event had come
+/// already) and spun a plain thread in `poll(2)`, which reports the
+/// socket readable. So `EAGAIN` on a socket that reports `POLLRDHUP` (the
+/// read shutdown, for datagrams) is asked once more, and if still empty
+/// it is the end: `eof()`. Asking again keeps a datagram that arrived
+/// just before the shutdown from being reported after an end.
+fn at_read_shutdown<T>(
+    fd: RawFd,
+    mut recv: impl FnMut() -> io::Result<T>,
+    eof: impl FnOnce() -> io::Result<T>,
+) -> io::Result<T> {
+    match recv() {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock && read_shut_down(fd) => match recv() {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => eof(),
+            r => r,
+        },
+        r => r,
+    }
+}
+
+/// Whether `fd` reports `POLLRDHUP`, asked without waiting.
+fn read_shut_down(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd on the stack for the call's duration; a
+    // zero timeout never waits.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & libc::POLLRDHUP != 0
+}
+
 /// Sends `buf` without blocking.
 pub(crate) fn send(s: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     // SAFETY: `buf` is valid for reads of `buf.len()` bytes for the call's
@@ -97,7 +147,26 @@ pub(crate) fn send_vectored(s: &impl AsRawFd, bufs: &[IoSlice<'_>]) -> io::Resul
 
 /// `recvfrom(2)` with `MSG_DONTWAIT` and `extra` flags (`MSG_PEEK`),
 /// storing the sender in `from`.
+/// A datagram socket's end (see [`at_read_shutdown`]) leaves `from`
+/// empty (length 0), as the kernel does.
 fn recv_from_raw<A: SockAddr>(
+    fd: RawFd,
+    buf: &mut [u8],
+    extra: libc::c_int,
+    from: &mut Raw<A>,
+) -> io::Result<usize> {
+    let from = std::cell::RefCell::new(from);
+    at_read_shutdown(
+        fd,
+        || recv_from_once(fd, buf, extra, &mut from.borrow_mut()),
+        || {
+            from.borrow_mut().set_empty();
+            Ok(0)
+        },
+    )
+}
+
+fn recv_from_once<A: SockAddr>(
     fd: RawFd,
     buf: &mut [u8],
     extra: libc::c_int,

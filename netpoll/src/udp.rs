@@ -144,8 +144,9 @@ impl UdpSocket {
     /// assert_eq!(b.recv(&mut buf).unwrap(), 6);
     /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io
-            .io(Dir::Read, WaitReason::IoRead, |s| nowait::recv(s, buf))
+        self.io.io(Dir::Read, WaitReason::IoRead, |s| {
+            nowait::recv_datagram(s, buf)
+        })
     }
 
     /// As `recv`, leaving the datagram queued.
@@ -163,8 +164,9 @@ impl UdpSocket {
     /// assert_eq!(b.recv(&mut buf).unwrap(), 3);
     /// ```
     pub fn peek(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io
-            .io(Dir::Read, WaitReason::IoRead, |s| nowait::peek(s, buf))
+        self.io.io(Dir::Read, WaitReason::IoRead, |s| {
+            nowait::peek_datagram(s, buf)
+        })
     }
 
     /// The local address.

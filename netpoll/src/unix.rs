@@ -420,8 +420,9 @@ impl UnixDatagram {
     /// assert_eq!(err.kind(), std::io::ErrorKind::TimedOut);
     /// ```
     pub fn recv(&self, buf: &mut [u8]) -> io::Result<usize> {
-        self.io
-            .io(Dir::Read, WaitReason::IoRead, |s| nowait::recv(s, buf))
+        self.io.io(Dir::Read, WaitReason::IoRead, |s| {
+            nowait::recv_datagram(s, buf)
+        })
     }
 
     /// Sends one datagram to `path`.

@@ -70,3 +70,86 @@ fn zero_length_write_on_a_full_socket_returns_at_once() {
         assert!(t.elapsed() < Duration::from_millis(100));
     });
 }
+
+/// A `recv` blocked on a Unix datagram socket ends with `Ok(0)` when the
+/// socket is shut down for reading (std's, on a thread), and so does a
+/// `recv` made after it. Non-blocking `recv` says `EAGAIN` there instead,
+/// so a coroutine that waited for readiness parked for ever.
+#[test]
+fn unix_datagram_recv_ends_on_shutdown() {
+    use corun_netpoll::UnixDatagram;
+    use std::net::Shutdown;
+    use std::sync::Arc;
+    // std's behaviour, as the reference.
+    {
+        let (a, _b) = std::os::unix::net::UnixDatagram::pair().unwrap();
+        let a = Arc::new(a);
+        let r = {
+            let a = a.clone();
+            std::thread::spawn(move || a.recv(&mut [0u8; 16]))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        a.shutdown(Shutdown::Read).unwrap();
+        assert_eq!(r.join().unwrap().unwrap(), 0, "std, blocked");
+        assert_eq!(a.recv(&mut [0u8; 16]).unwrap(), 0, "std, after");
+    }
+    for how in [Shutdown::Read, Shutdown::Both] {
+        rt().block_on(move || {
+            let (a, _b) = UnixDatagram::pair().unwrap();
+            a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let a = Arc::new(a);
+            let r = {
+                let a = a.clone();
+                corun_runtime::spawn(move || a.recv(&mut [0u8; 16]))
+            };
+            corun_runtime::sleep(Duration::from_millis(50));
+            a.shutdown(how).unwrap();
+            assert_eq!(r.join().unwrap().unwrap(), 0, "{how:?}: blocked");
+            assert_eq!(a.recv(&mut [0u8; 16]).unwrap(), 0, "{how:?}: after");
+        });
+    }
+}
+
+/// The same on a plain thread (it spun in `poll(2)`, which reports the
+/// socket readable), and for UDP shut down through its descriptor.
+#[test]
+fn datagram_recv_ends_on_shutdown_on_threads_and_for_udp() {
+    use corun_netpoll::{UdpSocket, UnixDatagram};
+    use std::net::Shutdown;
+    use std::os::fd::AsRawFd;
+    use std::sync::Arc;
+    let (a, _b) = UnixDatagram::pair().unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let a = Arc::new(a);
+    let r = {
+        let a = a.clone();
+        std::thread::spawn(move || a.recv_from(&mut [0u8; 16]).map(|(n, _)| n))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    a.shutdown(Shutdown::Read).unwrap();
+    assert_eq!(r.join().unwrap().unwrap(), 0, "unix, thread");
+
+    let udp = |coroutine: bool| {
+        let u = UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.connect(u.local_addr().unwrap()).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let u = Arc::new(u);
+        let r = {
+            let u = u.clone();
+            let f = move || u.recv(&mut [0u8; 16]);
+            if coroutine {
+                let h = corun_runtime::spawn(f);
+                Box::new(move || h.join().unwrap()) as Box<dyn FnOnce() -> _>
+            } else {
+                let h = std::thread::spawn(f);
+                Box::new(move || h.join().unwrap())
+            }
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        // SAFETY: a valid descriptor; shutdown changes no memory.
+        assert_eq!(unsafe { libc::shutdown(u.as_raw_fd(), libc::SHUT_RD) }, 0);
+        assert_eq!(r().unwrap(), 0, "udp, coroutine: {coroutine}");
+    };
+    udp(false);
+    rt().block_on(move || udp(true));
+}
