@@ -212,9 +212,11 @@ macro_rules! read_write {
             }
 
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                self.io.io(
+                let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
+                self.io.io_len(
                     $crate::io::Dir::Write,
                     corun_runtime::WaitReason::IoWrite,
+                    len,
                     |s| $crate::nowait::send_vectored(s, bufs),
                 )
             }

@@ -140,6 +140,22 @@ impl<S: AsRawFd> Io<S> {
         self.io_until(dir, reason, deadline, op, |_| false)
     }
 
+    /// As [`Io::io`], for a transfer of `len` bytes in all: one of none is
+    /// tried at once even where the direction was found drained (see
+    /// [`Io::io_stream`]).
+    pub(crate) fn io_len<R>(
+        &self,
+        dir: Dir,
+        reason: WaitReason,
+        len: usize,
+        op: impl FnMut(&S) -> io::Result<R>,
+    ) -> io::Result<R> {
+        let deadline = self
+            .timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t));
+        self.run(dir, reason, deadline, op, |_| false, len > 0)
+    }
+
     /// A stream read or write of `len` bytes: as [`Io::io`], and a short
     /// transfer marks the direction drained (the socket buffer is empty,
     /// or full), so the next call waits for the poller instead of making a

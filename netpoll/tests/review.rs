@@ -53,6 +53,11 @@ fn zero_length_write_on_a_full_socket_returns_at_once() {
         let t = Instant::now();
         assert_eq!((&s).write(&[]).unwrap(), 0);
         assert!(t.elapsed() < Duration::from_millis(100));
+        let t = Instant::now();
+        assert_eq!((&s).write_vectored(&[]).unwrap(), 0, "vectored");
+        let empty = [std::io::IoSlice::new(&[])];
+        assert_eq!((&s).write_vectored(&empty).unwrap(), 0, "vectored");
+        assert!(t.elapsed() < Duration::from_millis(100));
 
         let (a, _b) = UnixStream::pair().unwrap();
         a.set_write_timeout(Some(Duration::from_millis(200)))
