@@ -170,10 +170,21 @@ impl Core {
 
 impl Drop for Core {
     fn drop(&mut self) {
+        let inner = self.inner.get_mut();
         // Unreachable now, so nobody can be told of its deadline: stop the
         // timer rather than leave it in the heap until it fires.
-        if let Some(t) = self.inner.get_mut().timer.take() {
+        if let Some(t) = inner.timer.take() {
             t.cancel();
+        }
+        // Children this core alone kept alive are freed here with an
+        // explicit work list: dropping them in place would recurse once
+        // per level of the tree and overflow a coroutine's stack.
+        let mut work: Vec<Arc<Core>> = std::mem::take(&mut inner.children).into_values().collect();
+        while let Some(child) = work.pop() {
+            if let Some(mut child) = Arc::into_inner(child) {
+                work.extend(std::mem::take(&mut child.inner.get_mut().children).into_values());
+                // `child` drops here, childless.
+            }
         }
     }
 }
@@ -189,6 +200,35 @@ enum Node {
         parent: Context,
         value: Box<dyn Any + Send + Sync>,
     },
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        // A chain of contexts is freed from the leaf up, one level per
+        // iteration: dropping the parent in place would recurse once per
+        // level and overflow a coroutine's stack on a long chain. Only a
+        // parent this node alone holds is taken apart here; any other is
+        // just released.
+        let (Node::Cancel { parent, .. } | Node::Value { parent, .. }) = self else {
+            return;
+        };
+        if Arc::strong_count(&parent.node) != 1 {
+            return;
+        }
+        let mut next = std::mem::take(parent);
+        while let Some(mut node) = Arc::into_inner(next.node) {
+            match &mut node {
+                Node::Background => return,
+                Node::Cancel { parent, .. } | Node::Value { parent, .. } => {
+                    if Arc::strong_count(&parent.node) != 1 {
+                        return;
+                    }
+                    next = std::mem::take(parent);
+                }
+            }
+            // `node` drops here with the background (`take`) as its parent.
+        }
+    }
 }
 
 /// Carries cancellation, a deadline and values across API boundaries and
