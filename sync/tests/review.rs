@@ -59,3 +59,38 @@ fn dropping_a_long_chain_of_contexts_does_not_overflow() {
         drop(cancel);
     });
 }
+
+/// Go's contract: "If Done is not yet closed, Err returns nil". A cancel
+/// stored the error, released its lock, and only then closed the done
+/// channel, so an observer could see `err()` set while `done()` was still
+/// open (a `select!` on `done()` after checking `err()` then blocked).
+#[test]
+fn err_is_never_seen_before_done_is_closed() {
+    use corun_sync::chan::TryRecvError;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut seen_open = 0;
+    for _ in 0..20_000 {
+        let (ctx, cancel) = Context::background().with_cancel();
+        let go = Arc::new(AtomicBool::new(false));
+        let canceller = {
+            let go = go.clone();
+            std::thread::spawn(move || {
+                while !go.load(Ordering::Acquire) {
+                    std::hint::spin_loop();
+                }
+                cancel.cancel();
+            })
+        };
+        let done = ctx.done();
+        go.store(true, Ordering::Release);
+        while ctx.err().is_none() {
+            std::hint::spin_loop();
+        }
+        if matches!(done.try_recv(), Err(TryRecvError::Empty)) {
+            seen_open += 1;
+        }
+        canceller.join().unwrap();
+    }
+    assert_eq!(seen_open, 0, "err() set while done() was still open");
+}

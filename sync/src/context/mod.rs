@@ -91,6 +91,8 @@ impl std::error::Error for ContextError {}
 const ERR_NONE: u8 = 0;
 const ERR_CANCELED: u8 = 1;
 const ERR_DEADLINE: u8 = 2;
+/// Or'ed into `err` once `done` is closed (see `Core::err`).
+const ERR_PUBLISHED: u8 = 4;
 
 fn encode(e: ContextError) -> u8 {
     match e {
@@ -133,8 +135,21 @@ impl Core {
         })
     }
 
+    /// Go's contract both ways: once `done` is closed the error is set,
+    /// and while it is not, there is none. A cancel stores the error,
+    /// closes `done` and marks the error published, all under `inner`'s
+    /// lock: an error seen before it is published belongs to a cancel
+    /// still closing `done`, which the lock waits for.
     fn err(&self) -> Option<ContextError> {
-        match self.err.load(Ordering::Acquire) {
+        let mut e = self.err.load(Ordering::Acquire);
+        if e == ERR_NONE {
+            return None;
+        }
+        if e & ERR_PUBLISHED == 0 {
+            drop(self.inner.lock());
+            e = self.err.load(Ordering::Acquire);
+        }
+        match e & !ERR_PUBLISHED {
             ERR_CANCELED => Some(ContextError::Canceled),
             ERR_DEADLINE => Some(ContextError::DeadlineExceeded),
             _ => None,
@@ -153,10 +168,14 @@ impl Core {
                     continue;
                 }
                 g.done = true;
+                // Set before `done` closes (whoever sees it closed sees
+                // the error), published after (see `Core::err`).
                 core.err.store(encode(err), Ordering::Release);
+                core.done_tx.close();
+                core.err
+                    .store(encode(err) | ERR_PUBLISHED, Ordering::Release);
                 (std::mem::take(&mut g.children), g.timer.take())
             };
-            core.done_tx.close();
             if let Some(t) = timer {
                 t.cancel();
             }
