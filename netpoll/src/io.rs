@@ -44,6 +44,16 @@ pub(crate) struct Io<S: AsRawFd> {
     /// coroutines making their first wait at the same moment the second
     /// must find the first one's registration, not an `EEXIST`.
     registering: Mutex<()>,
+    /// Shared with the handles made by `try_clone`.
+    options: Arc<Options>,
+}
+
+/// What std keeps in the socket (`SO_RCVTIMEO`, `SO_SNDTIMEO`) or in its
+/// open file (`O_NONBLOCK`), and so shares between a handle and its
+/// `try_clone` twins ("options set on one stream will be propagated to
+/// the other stream"): one `Options` for all the clones of a handle.
+#[derive(Default)]
+struct Options {
     /// Per-operation timeouts in nanoseconds, 0 for none.
     read_timeout: AtomicU64,
     write_timeout: AtomicU64,
@@ -54,14 +64,22 @@ pub(crate) struct Io<S: AsRawFd> {
 impl<S: AsRawFd> Io<S> {
     /// Wraps `inner`, switching its descriptor to non-blocking mode.
     pub(crate) fn new(inner: S) -> io::Result<Io<S>> {
+        Io::with_options(inner, Arc::default())
+    }
+
+    /// Wraps `inner`, a duplicate of this handle's descriptor (`try_clone`),
+    /// sharing this handle's timeouts and non-blocking mode.
+    pub(crate) fn clone_with(&self, inner: S) -> io::Result<Io<S>> {
+        Io::with_options(inner, self.options.clone())
+    }
+
+    fn with_options(inner: S, options: Arc<Options>) -> io::Result<Io<S>> {
         set_nonblocking(inner.as_raw_fd(), true)?;
         Ok(Io {
             inner,
             source: OnceLock::new(),
             registering: Mutex::new(()),
-            read_timeout: AtomicU64::new(0),
-            write_timeout: AtomicU64::new(0),
-            nonblocking: AtomicBool::new(false),
+            options,
         })
     }
 
@@ -88,8 +106,11 @@ impl<S: AsRawFd> Io<S> {
         set_nonblocking(self.inner.as_raw_fd(), false)?;
         // `Io` has a Drop impl; move the value out without running it.
         let this = std::mem::ManuallyDrop::new(self);
-        // SAFETY: `this` is never used or dropped again; every other field
+        // SAFETY: `this` is never used or dropped again, so `options` is
+        // moved out once and dropped here; every other field but `inner`
         // owns nothing that needs dropping once the source is taken.
+        drop(unsafe { std::ptr::read(&this.options) });
+        // SAFETY: as above, `inner` is moved out once.
         Ok(unsafe { std::ptr::read(&this.inner) })
     }
 
@@ -117,13 +138,13 @@ impl<S: AsRawFd> Io<S> {
 
     fn timeout_cell(&self, dir: Dir) -> &AtomicU64 {
         match dir {
-            Dir::Read => &self.read_timeout,
-            Dir::Write => &self.write_timeout,
+            Dir::Read => &self.options.read_timeout,
+            Dir::Write => &self.options.write_timeout,
         }
     }
 
     pub(crate) fn set_nonblocking(&self, on: bool) {
-        self.nonblocking.store(on, Ordering::Relaxed);
+        self.options.nonblocking.store(on, Ordering::Relaxed);
     }
 
     /// Runs `op` until it does not return `WouldBlock`, waiting for
@@ -207,7 +228,7 @@ impl<S: AsRawFd> Io<S> {
             let since = direction.map(|d| d.snapshot());
             if in_coroutine
                 && trust_drained
-                && !self.nonblocking.load(Ordering::Relaxed)
+                && !self.options.nonblocking.load(Ordering::Relaxed)
                 && let (Some(d), Some(seq)) = (direction, since)
                 && !d.is_ready(seq)
             {
@@ -229,7 +250,7 @@ impl<S: AsRawFd> Io<S> {
                 }
                 Err(e) => return Err(e),
             }
-            if self.nonblocking.load(Ordering::Relaxed) {
+            if self.options.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             if !in_coroutine {
@@ -275,7 +296,7 @@ impl<S: AsRawFd> Io<S> {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 r => return r,
             }
-            if self.nonblocking.load(Ordering::Relaxed) {
+            if self.options.nonblocking.load(Ordering::Relaxed) {
                 return Err(io::ErrorKind::WouldBlock.into());
             }
             let now = Instant::now();

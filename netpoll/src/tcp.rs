@@ -103,7 +103,9 @@ impl TcpListener {
     /// assert_eq!(twin.local_addr().unwrap(), listener.local_addr().unwrap());
     /// ```
     pub fn try_clone(&self) -> io::Result<TcpListener> {
-        TcpListener::from_std(self.io.get_ref().try_clone()?)
+        Ok(TcpListener {
+            io: self.io.clone_with(self.io.get_ref().try_clone()?)?,
+        })
     }
 
     /// Sets `IP_TTL`.
@@ -304,7 +306,9 @@ impl TcpStream {
     /// assert_eq!(reader.peer_addr().unwrap(), s.peer_addr().unwrap());
     /// ```
     pub fn try_clone(&self) -> io::Result<TcpStream> {
-        TcpStream::from_std(self.io.get_ref().try_clone()?)
+        Ok(TcpStream {
+            io: self.io.clone_with(self.io.get_ref().try_clone()?)?,
+        })
     }
 
     /// Sets `TCP_NODELAY`.

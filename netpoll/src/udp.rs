@@ -199,7 +199,9 @@ impl UdpSocket {
     /// assert_eq!(a2.local_addr().unwrap(), a.local_addr().unwrap());
     /// ```
     pub fn try_clone(&self) -> io::Result<UdpSocket> {
-        UdpSocket::from_std(self.io.get_ref().try_clone()?)
+        Ok(UdpSocket {
+            io: self.io.clone_with(self.io.get_ref().try_clone()?)?,
+        })
     }
 
     /// Sets `SO_BROADCAST`.

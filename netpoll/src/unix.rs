@@ -129,7 +129,9 @@ impl UnixListener {
     /// std::fs::remove_file(&path).unwrap();
     /// ```
     pub fn try_clone(&self) -> io::Result<UnixListener> {
-        UnixListener::from_std(self.io.get_ref().try_clone()?)
+        Ok(UnixListener {
+            io: self.io.clone_with(self.io.get_ref().try_clone()?)?,
+        })
     }
 
     /// In non-blocking mode `accept` returns `WouldBlock` instead of
@@ -305,7 +307,9 @@ impl UnixStream {
     /// assert_eq!(s, "via the clone");
     /// ```
     pub fn try_clone(&self) -> io::Result<UnixStream> {
-        UnixStream::from_std(self.io.get_ref().try_clone()?)
+        Ok(UnixStream {
+            io: self.io.clone_with(self.io.get_ref().try_clone()?)?,
+        })
     }
 
     common_socket_methods!("let (s, _peer) = corun_netpoll::UnixStream::pair().unwrap();");
@@ -520,7 +524,9 @@ impl UnixDatagram {
     /// drop(a);
     /// ```
     pub fn try_clone(&self) -> io::Result<UnixDatagram> {
-        UnixDatagram::from_std(self.io.get_ref().try_clone()?)
+        Ok(UnixDatagram {
+            io: self.io.clone_with(self.io.get_ref().try_clone()?)?,
+        })
     }
 
     common_socket_methods!("let s = corun_netpoll::UnixDatagram::unbound().unwrap();");

@@ -1,6 +1,6 @@
 //! Review findings: each test failed before its fix.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
 
 use corun_netpoll::{TcpListener, TcpStream, UnixStream};
@@ -157,4 +157,44 @@ fn datagram_recv_ends_on_shutdown_on_threads_and_for_udp() {
     };
     udp(false);
     rt().block_on(move || udp(true));
+}
+
+/// std's `try_clone`: "options set on one stream will be propagated to the
+/// other stream" (timeouts are the socket's `SO_RCVTIMEO`/`SO_SNDTIMEO`,
+/// and non-blocking mode its file's flag, shared by both descriptors).
+/// Here they were kept per handle, so a timeout set on one handle left a
+/// read through its clone waiting for ever.
+#[test]
+fn options_set_on_a_stream_reach_its_clones() {
+    // std's behaviour, as the reference.
+    {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let mut clone = s.try_clone().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        assert!(clone.read_timeout().unwrap().is_some());
+        assert!(std::io::Read::read(&mut clone, &mut [0u8; 8]).is_err());
+        s.set_nonblocking(true).unwrap();
+        let e = std::io::Read::read(&mut clone, &mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock, "std");
+    }
+    let check = || {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let _peer = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        let clone = s.try_clone().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        assert_eq!(
+            clone.read_timeout().unwrap(),
+            Some(Duration::from_millis(50))
+        );
+        let e = (&clone).read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::TimedOut);
+        s.set_nonblocking(true).unwrap();
+        let e = (&clone).read(&mut [0u8; 8]).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::WouldBlock);
+    };
+    std::thread::spawn(check).join().unwrap();
+    rt().block_on(check);
 }
