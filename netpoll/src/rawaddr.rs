@@ -66,14 +66,14 @@ impl<A: SockAddr> Raw<A> {
         ((&raw const self.addr).cast(), self.len)
     }
 
-    /// The structure and its length, for a call that writes an address and
-    /// its real length. The pointer is valid for writes of `*len` bytes
-    /// while `self` is borrowed; the kernel writes no more than that.
     /// No address: what the kernel reports with a receive that got none.
     pub(crate) fn set_empty(&mut self) {
         self.len = 0;
     }
 
+    /// The structure and its length, for a call that writes an address and
+    /// its real length. The pointer is valid for writes of `*len` bytes
+    /// while `self` is borrowed; the kernel writes no more than that.
     pub(crate) fn kernel_out(&mut self) -> (*mut libc::sockaddr, &mut libc::socklen_t) {
         self.len = mem::size_of::<A>() as libc::socklen_t;
         ((&raw mut self.addr).cast(), &mut self.len)
