@@ -1,4 +1,5 @@
-//! Review findings: each test failed before its fix.
+//! Contexts at their edges: a chain too long to drop recursively, and the
+//! order in which a cancel publishes `done()` and `err()`.
 
 use std::process::Command;
 
@@ -10,7 +11,7 @@ use corun_sync::context::Context;
 fn in_child(name: &str) {
     let out = Command::new(std::env::current_exe().unwrap())
         .args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .env("CORUN_REVIEW_CHILD", "1")
+        .env("CORUN_CONTEXT_TEST_CHILD", "1")
         .output()
         .unwrap();
     assert!(
@@ -22,7 +23,7 @@ fn in_child(name: &str) {
 }
 
 fn is_child() -> bool {
-    std::env::var_os("CORUN_REVIEW_CHILD").is_some()
+    std::env::var_os("CORUN_CONTEXT_TEST_CHILD").is_some()
 }
 
 /// A long chain of derived contexts (Go programs add a value per hop in a

@@ -1,4 +1,7 @@
-//! Review findings: each test failed before its fix.
+//! Where std's sockets answer at once or share state, ours must too: a
+//! zero-length write on a full socket, a datagram receive after a read
+//! shutdown, options set on one `try_clone` twin. Each test checks std's
+//! behaviour first, as the reference.
 
 use std::io::{ErrorKind, Read, Write};
 use std::time::{Duration, Instant};
