@@ -248,10 +248,14 @@ impl<T> Chan<T> {
     /// is seen as crossbeam's woken selects are, which claim only when they
     /// run: the message counts until taken, the slot is free until filled.
     /// Otherwise `len()` could say 0 while no send can proceed (see
-    /// docs/channels.md, `select::fairness2`). Never above the capacity.
+    /// docs/channels.md, `select::fairness2`). Never above the capacity:
+    /// a send that finds a blocked select hands it its message (as Go's
+    /// does) even while the buffer holds messages reserved for selects woken
+    /// before, so the woken reservations alone can outnumber the slots.
     pub(crate) fn len(&self) -> usize {
         let g = self.lock();
-        g.buf.len() + (g.res_send - g.woken_send) - (g.res_recv - g.woken_recv)
+        let len = g.buf.len() + (g.res_send - g.woken_send) - (g.res_recv - g.woken_recv);
+        len.min(self.cap)
     }
 
     /// Whether `try_send` would find no free slot (it may still succeed by
