@@ -420,10 +420,15 @@ impl Shared {
     }
 
     /// `deadline` in runtime nanoseconds, rounded up so a timer never fires
-    /// before its deadline.
+    /// before its deadline. One 585 years or more after the start saturates
+    /// (never fires): truncating it would wrap it into the past, and a
+    /// waiter with such a deadline would be woken again at once every time
+    /// it parked, spinning its worker.
     pub(crate) fn nanos_at(&self, deadline: Instant) -> u64 {
         let d = deadline.saturating_duration_since(self.start);
-        (d.as_nanos() as u64).saturating_add(1)
+        u64::try_from(d.as_nanos())
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
     }
 
     /// A clock sysmon advances on every tick: cheap, for introspection.

@@ -63,3 +63,32 @@ fn len_never_exceeds_capacity_with_two_woken_selections() {
         assert_eq!(r.len(), 0);
     });
 }
+
+/// CPU time (user + system) this process has used, in clock ticks.
+fn cpu_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    // Fields after the command name (which is in parentheses).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()
+}
+
+/// A timeout a little over 2^64 ns (~585 years) is representable as an
+/// `Instant`; a coroutine waiting with it must park, not spin.
+#[test]
+fn a_coroutine_waiting_with_a_585_year_timeout_parks() {
+    let far = Duration::from_nanos(u64::MAX) + Duration::from_nanos(1);
+    corun_runtime::run(move || {
+        let (s, r) = bounded::<u32>(0);
+        let (ds, dr) = bounded::<Result<u32, RecvTimeoutError>>(1);
+        corun_runtime::go!(move || ds.send(r.recv_timeout(far)).unwrap());
+        std::thread::sleep(Duration::from_millis(100));
+        let before = cpu_ticks();
+        std::thread::sleep(Duration::from_millis(500));
+        let used = cpu_ticks() - before;
+        s.send(5).unwrap();
+        assert_eq!(dr.recv().unwrap(), Ok(5));
+        // 100 ticks a second: a spinning waiter burns ~50 in 500 ms.
+        assert!(used < 20, "{used} ticks of CPU in 500 ms while parked");
+    });
+}
