@@ -92,3 +92,40 @@ fn a_coroutine_waiting_with_a_585_year_timeout_parks() {
         assert!(used < 20, "{used} ticks of CPU in 500 ms while parked");
     });
 }
+
+/// A `Select` blocked on a send to a full bounded(1) channel is woken with
+/// the slot a receive freed reserved for it. Once its `select()` has
+/// returned, a crossbeam selection holds that slot (its `len` is 1 and
+/// `is_full` true), and here `try_send` fails for it too: `len`,
+/// `is_empty` and `is_full` must agree.
+#[test]
+fn a_woken_selections_reserved_slot_counts_in_len() {
+    both(|| {
+        let (s, r) = bounded::<u32>(1);
+        s.send(0).unwrap();
+        let (picked_s, picked_r) = bounded::<()>(0);
+        let (gate_s, gate_r) = bounded::<()>(0);
+        let s2 = s.clone();
+        let selector = spawn(corun_runtime::is_coroutine(), move || {
+            let mut sel = Select::new();
+            sel.send(&s2);
+            let op = sel.select();
+            picked_s.send(()).unwrap();
+            gate_r.recv().unwrap();
+            op.send(&s2, 1).unwrap();
+        });
+        until_blocked_in_select(1);
+        assert_eq!(r.recv(), Ok(0));
+        picked_r.recv().unwrap();
+        let (len, empty, full) = (s.len(), s.is_empty(), s.is_full());
+        assert!(matches!(s.try_send(9), Err(TrySendError::Full(9))));
+        assert_eq!(
+            (len, empty, full),
+            (1, false, true),
+            "len, is_empty, is_full with the only slot held by the selection"
+        );
+        gate_s.send(()).unwrap();
+        selector();
+        assert_eq!(r.recv(), Ok(1));
+    });
+}

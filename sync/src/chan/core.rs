@@ -130,12 +130,9 @@ struct Inner<T> {
     res_send: usize,
     /// Buffered messages promised to selected receive operations.
     res_recv: usize,
-    /// Of `res_send` and `res_recv`, those a waker made for a blocked
-    /// select (rather than the select's own try pass): `len` counts such a
-    /// message until its receiver takes it, and such a slot only once its
-    /// sender fills it, as crossbeam's woken selects, which claim their
-    /// operation themselves, are seen.
-    woken_send: usize,
+    /// Of `res_recv`, those a waker made for a blocked select (rather than
+    /// the select's own try pass): `len` counts such a message until its
+    /// receiver takes it (see `Chan::len`).
     woken_recv: usize,
     /// Closed by `Sender::close` or by the last sender going away.
     closed: bool,
@@ -179,7 +176,6 @@ impl<T> Chan<T> {
                 buf: Ring::with_capacity(initial_capacity(cap)),
                 res_send: 0,
                 res_recv: 0,
-                woken_send: 0,
                 woken_recv: 0,
                 closed: false,
                 rx_gone: false,
@@ -242,19 +238,21 @@ impl<T> Chan<T> {
     }
 
     /// Messages sent and not yet received, as crossbeam counts them: a
-    /// slot a select's try pass reserved for its send counts, a message its
-    /// try pass reserved for its receive does not (crossbeam claims both at
-    /// once). A reservation made for a blocked select that the channel woke
-    /// is seen as crossbeam's woken selects are, which claim only when they
-    /// run: the message counts until taken, the slot is free until filled.
-    /// Otherwise `len()` could say 0 while no send can proceed (see
-    /// docs/channels.md, `select::fairness2`). Never above the capacity:
+    /// slot reserved for a selected send counts, as in crossbeam, whose
+    /// selection holds its slot from the moment `select` returns (and
+    /// `try_send` fails for it here too, so `len` agrees with `is_full`).
+    /// A message its try pass reserved for its receive does not (crossbeam
+    /// claims it at once), but one reserved for a blocked select that the
+    /// channel woke counts until taken, as crossbeam's woken selects, which
+    /// claim only when they run, are seen. Otherwise `len()` could say 0
+    /// while no send can proceed (see docs/channels.md,
+    /// `select::fairness2`). Never above the capacity:
     /// a send that finds a blocked select hands it its message (as Go's
     /// does) even while the buffer holds messages reserved for selects woken
     /// before, so the woken reservations alone can outnumber the slots.
     pub(crate) fn len(&self) -> usize {
         let g = self.lock();
-        let len = g.buf.len() + (g.res_send - g.woken_send) - (g.res_recv - g.woken_recv);
+        let len = g.buf.len() + g.res_send - (g.res_recv - g.woken_recv);
         len.min(self.cap)
     }
 
@@ -381,7 +379,6 @@ impl<T> Chan<T> {
             progress = true;
             if c.slot.is_null() {
                 g.res_send += 1;
-                g.woken_send += 1;
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_RESERVED) };
             } else {
@@ -863,11 +860,10 @@ impl<T> Chan<T> {
     /// send operation.
     unsafe fn complete_send_from(&self, token: Token, msg: *const T) -> Result<(), SendFailed> {
         match token {
-            Token::Reserved { woken } => {
+            Token::Reserved { .. } => {
                 let mut wakes = Wakes::new();
                 let mut g = self.lock();
                 g.res_send -= 1;
-                g.woken_send -= woken as usize;
                 let r = if g.closed || g.rx_gone {
                     self.pump(&mut g, &mut wakes);
                     Err(SendFailed::Disconnected)
@@ -1001,7 +997,6 @@ impl<T> Chan<T> {
                 let mut g = self.lock();
                 if send {
                     g.res_send -= 1;
-                    g.woken_send -= woken as usize;
                 } else {
                     g.res_recv -= 1;
                     g.woken_recv -= woken as usize;
