@@ -1,5 +1,7 @@
-//! Regression tests for defects found by review of the channel code; each
-//! runs on a plain OS thread and inside a coroutine.
+//! What a channel reports while selections hold reservations (`len`
+//! against `capacity` and `is_full`), and a wait whose deadline lies past
+//! the timer clock's range. Each runs on a plain OS thread and inside a
+//! coroutine.
 
 mod common;
 
