@@ -4,7 +4,9 @@
 //! NOTIFIED records a wake that arrived while the task was not parked
 //! (running, or queued after a yield), kept for its next park as
 //! `thread::park` keeps its token; JOIN_WAITER says a joiner waits;
-//! ABANDONED marks a task shutdown completed with its frames leaked.
+//! ABANDONED marks a task shutdown completed with its frames leaked;
+//! DETACHED and OUTPUT_SET settle who drops an output that has a destructor
+//! (see `task.rs`, "Output").
 //!
 //! SCHEDULED means "not parked": queued, or running on a worker M. A worker
 //! does not mark the tasks it runs, because any RMW on the word costs a
@@ -44,6 +46,10 @@ pub(crate) const JOIN_WAITER: u32 = 8;
 /// Set with COMPLETE by shutdown's `abandon` when it leaks a started fiber:
 /// the task's frames still exist but will never run again.
 pub(crate) const ABANDONED: u32 = 16;
+/// The join handle was dropped before the task completed.
+pub(crate) const DETACHED: u32 = 32;
+/// The finished fiber stored an output that has a destructor.
+pub(crate) const OUTPUT_SET: u32 = 64;
 
 /// The operations the transitions need from an atomic `u32`.
 pub(crate) trait Word {

@@ -72,9 +72,7 @@ pub(crate) fn drop_current() {
         if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value))) {
             match first {
                 None => first = Some(payload),
-                Some(_) => {
-                    let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
-                }
+                Some(_) => crate::task::drop_caught(payload),
             }
         }
     }

@@ -31,6 +31,23 @@
 //! is in use. `on_cpu` (what introspection shows as running) is a hint
 //! written by the runner and guards nothing.
 //!
+//! # Output
+//!
+//! A result is dropped by whoever holds it last: the joiner, or for a
+//! detached coroutine the coroutine itself, on its own stack, so that a
+//! destructor that waits (joins another coroutine, locks, sends) parks like
+//! any coroutine code. Dropped by the worker that ran the task, it would
+//! park the worker's thread with its P held: on one worker, whatever it
+//! waited for could never run. For a result type with a destructor the
+//! fiber stores its output and then sets OUTPUT_SET; a handle dropped
+//! before COMPLETE sets DETACHED. Both are read-modify-writes of the state
+//! word, so exactly one of the two sees the other's bit: a fiber that
+//! finds DETACHED takes its output back and drops it, a handle that finds
+//! OUTPUT_SET drops it (the fiber touches it no more). A handle dropped
+//! after COMPLETE drops what is left (nothing after `join`). A result type
+//! without a destructor (`()`, integers) skips all this; a panic payload
+//! is dropped wherever the task is freed.
+//!
 //! # References
 //!
 //! `refs` counts the join handle, the registry's entry, unparkers, listings,
@@ -63,7 +80,7 @@ use crate::park::{self, Unparker, WaitReason};
 use crate::sched::Shared;
 use crate::task_cache;
 
-use crate::lifecycle::{self, ABANDONED, JOIN_WAITER, LIFECYCLE, NOTIFIED};
+use crate::lifecycle::{self, ABANDONED, DETACHED, JOIN_WAITER, LIFECYCLE, NOTIFIED, OUTPUT_SET};
 pub(crate) use crate::lifecycle::{COMPLETE, IDLE, RUNNING, SCHEDULED};
 
 type Output<T> = std::thread::Result<T>;
@@ -496,13 +513,37 @@ where
             } else {
                 Err(payload)
             };
-            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(loser)));
+            drop_caught(loser);
         }
         // SAFETY: the running task holds a reference (the scheduler's), so
         // the cell is alive; the output is read only after COMPLETE, which
-        // the scheduler sets after this fiber finished.
-        unsafe { *prefix.as_ref().output.get() = Some(out) };
+        // the scheduler sets after this fiber finished, or after OUTPUT_SET.
+        let (output, header) = unsafe { (prefix.as_ref().output.get(), ptr.as_ref()) };
+        // SAFETY: as above: nobody else touches the output yet.
+        unsafe { *output = Some(out) };
+        // See "Output": the handle may be gone, or going.
+        if std::mem::needs_drop::<T>()
+            && header.state.fetch_or(OUTPUT_SET, Ordering::AcqRel) & DETACHED != 0
+        {
+            // The handle saw no OUTPUT_SET, so it leaves the output alone,
+            // and nobody joins: it is ours to drop.
+            // SAFETY: as just said, nobody else touches it.
+            drop_caught(unsafe { (*output).take() });
+        }
     })
+}
+
+/// Drops `value`, whose destructor is user code, where a panic must not
+/// escape: on a worker it would stop the runtime, in shutdown it would
+/// leave the rest of the coroutines uncompleted, at a coroutine's end
+/// nobody could receive it. The panic hook has reported it. A payload
+/// whose own destructor panics too is leaked.
+pub(crate) fn drop_caught<V>(value: V) {
+    if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(value)))
+        && let Err(again) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)))
+    {
+        std::mem::forget(again);
+    }
 }
 
 /// # Safety
@@ -547,7 +588,7 @@ unsafe fn dealloc<F, T>(ptr: NonNull<Header>) {
     }));
     if let Err(payload) = dropped {
         // Its own destructor gets the same treatment.
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
+        drop_caught(payload);
     }
 }
 
@@ -563,9 +604,7 @@ unsafe fn fail<F, T>(ptr: NonNull<Header>, payload: Box<dyn Any + Send>) {
     // would escape its drop and leave the rest of the coroutines
     // uncompleted) or on a worker (where it would stop the runtime), so it
     // is caught here, as in `dealloc`.
-    if let Err(p) = panic::catch_unwind(AssertUnwindSafe(move || drop(func))) {
-        let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(p)));
-    }
+    drop_caught(func);
     // SAFETY: as documented: exclusive access to the output.
     unsafe { *cell.as_ref().prefix.output.get() = Some(Err(payload)) };
 }
@@ -693,6 +732,26 @@ impl<T> JoinHandle<T> {
     /// ```
     pub fn coroutine(&self) -> crate::Coroutine {
         crate::Coroutine::from_task(self.task.clone())
+    }
+}
+
+impl<T> Drop for JoinHandle<T> {
+    /// Detaches: the coroutine runs on, and drops its own result (see
+    /// "Output" in the module docs).
+    fn drop(&mut self) {
+        if !std::mem::needs_drop::<T>() {
+            return;
+        }
+        let state = &self.task.header().state;
+        let done = state.load(Ordering::Acquire) & LIFECYCLE == COMPLETE
+            || state.fetch_or(DETACHED, Ordering::AcqRel) & OUTPUT_SET != 0;
+        if done {
+            let prefix = self.task.0.cast::<Prefix<T>>();
+            // SAFETY: COMPLETE or OUTPUT_SET, seen with Acquire, says the
+            // fiber wrote the output and touches it no more; this handle is
+            // its only other user (after `join` nothing is left).
+            drop_caught(unsafe { (*prefix.as_ref().output.get()).take() });
+        }
     }
 }
 

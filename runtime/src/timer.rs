@@ -22,7 +22,6 @@
 //! Firing happens outside the queue's lock: due entries are popped under the
 //! lock, then woken or run after it is released.
 
-use std::panic::{self, AssertUnwindSafe};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -187,9 +186,7 @@ impl Timers {
         // must go on to complete the coroutines, so each is dropped alone
         // and a panic is swallowed (the hook has reported it).
         for entry in entries {
-            if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(move || drop(entry))) {
-                let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(payload)));
-            }
+            crate::task::drop_caught(entry);
         }
     }
 }

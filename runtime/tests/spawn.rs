@@ -472,3 +472,83 @@ fn a_panicking_unfired_timer_callback_does_not_derail_shutdown() {
         "the parked coroutine was not completed by shutdown"
     );
 }
+
+/// A detached coroutine's result is dropped by the coroutine itself, so a
+/// destructor that waits (here it joins another coroutine) parks like any
+/// coroutine code. Dropped by the worker that ran it, it parked the
+/// worker's thread with the P held, and on one worker the coroutine it
+/// waited for could never run.
+#[test]
+fn a_detached_results_destructor_may_wait() {
+    struct JoinOnDrop(
+        Option<corun_runtime::JoinHandle<()>>,
+        std::sync::mpsc::Sender<()>,
+    );
+    impl Drop for JoinOnDrop {
+        fn drop(&mut self) {
+            self.0.take().unwrap().join().unwrap();
+            self.1.send(()).unwrap();
+        }
+    }
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    for detach_late in [false, true] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<()>();
+        let h = rt.spawn(move || {
+            let waited_for =
+                corun_runtime::spawn(|| corun_runtime::sleep(Duration::from_millis(20)));
+            if detach_late {
+                // Finish before the handle goes: the handle's drop is then
+                // the last word on the result.
+                ready_tx.send(()).unwrap();
+            }
+            JoinOnDrop(Some(waited_for), tx)
+        });
+        if detach_late {
+            ready_rx.recv().unwrap();
+            while !h.is_finished() {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        drop(h);
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the destructor's join never returned");
+    }
+}
+
+/// Whoever ends up dropping a result, it is never a worker outside any
+/// coroutine: handles dropped at every moment around their coroutine's
+/// end (before it, while it stores its result, after it).
+#[test]
+fn results_are_never_dropped_outside_a_coroutine_on_a_worker() {
+    static MISPLACED: AtomicUsize = AtomicUsize::new(0);
+    static DROPPED: AtomicUsize = AtomicUsize::new(0);
+    struct Probe(std::thread::ThreadId);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            if !corun_runtime::is_coroutine() && std::thread::current().id() != self.0 {
+                MISPLACED.fetch_add(1, Ordering::Relaxed);
+            }
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let main = std::thread::current().id();
+    const N: usize = 20_000;
+    for i in 0..N {
+        let h = rt.spawn(move || Probe(main));
+        for _ in 0..(i % 64) * 8 {
+            std::hint::spin_loop();
+        }
+        drop(h);
+    }
+    let start = Instant::now();
+    while DROPPED.load(Ordering::Relaxed) < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "results not dropped"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(MISPLACED.load(Ordering::Relaxed), 0);
+}
