@@ -103,6 +103,11 @@ fn a_dead_semaphore_head_does_not_hold_up_free_permits() {
     let s = sem.clone();
     // Wants more than is free, so it stays at the head of the queue.
     abandon_while_parked(WaitReason::Semaphore, move || s.acquire_many(2).forget());
+    let owned = sem
+        .clone()
+        .try_acquire_owned()
+        .expect("the free permit, owned, past the dead head");
+    drop(owned);
     let permit = sem
         .try_acquire()
         .expect("the free permit, past the dead head");

@@ -213,7 +213,7 @@ impl Semaphore {
     /// assert!(sem.try_acquire_owned().is_none());
     /// ```
     pub fn try_acquire_owned(self: Arc<Self>) -> Option<OwnedSemaphorePermit> {
-        self.try_fast(1)
+        (self.try_fast(1) || self.try_behind_abandoned(1))
             .then(|| OwnedSemaphorePermit { sem: self, n: 1 })
     }
 
