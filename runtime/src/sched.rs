@@ -895,7 +895,8 @@ pub(crate) fn fatal(msg: &str) -> ! {
 /// Runs the body of one of the runtime's own threads. User code's panics
 /// are caught where it runs (a coroutine's function and its locals'
 /// destructors inside its fiber, its output's and unused function's
-/// destructors where the task is freed), so a panic here is corun's own
+/// destructors where the task is freed, a timer callback where it fires),
+/// so a panic here is corun's own
 /// failure; a thread that died with it would leave its P, its coroutines
 /// and their joiners hanging, so the process stops with the message.
 pub(crate) fn fatal_on_panic<R>(body: impl FnOnce() -> R) -> R {

@@ -22,6 +22,7 @@
 //! Firing happens outside the queue's lock: due entries are popped under the
 //! lock, then woken or run after it is released.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -69,7 +70,12 @@ impl Due {
                 if !cb.cancelled.swap(true, Ordering::AcqRel) {
                     let f = cb.f.lock().unwrap_or_else(|e| e.into_inner()).take();
                     if let Some(f) = f {
-                        f();
+                        // User code on a runtime thread: a panic costs only
+                        // this callback (the hook has reported it), as a
+                        // panicking coroutine costs only itself.
+                        if let Err(payload) = std::panic::catch_unwind(AssertUnwindSafe(f)) {
+                            crate::task::drop_caught(payload);
+                        }
                     }
                 }
             }
@@ -201,7 +207,8 @@ pub(crate) struct Callback {
 /// The callback runs on a runtime thread, in scheduler context: it must be
 /// short and must not block (waking coroutines, sending on a channel with
 /// room, cancelling a context are fine). No thread or coroutine is spent per
-/// timer.
+/// timer. A callback that panics is reported by the panic hook and costs
+/// only itself, as a panicking coroutine does.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

@@ -167,6 +167,25 @@ fn timer_callbacks_fire_once_and_cancel() {
     assert!(!t1.cancel());
 }
 
+/// A callback that panics is reported (by the panic hook) and costs only
+/// itself: the runtime, its other timers and its coroutines go on.
+#[test]
+fn a_panicking_timer_callback_does_not_stop_the_runtime() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    rt.block_on(|| {
+        let _boom = corun_runtime::Timer::at(Instant::now(), || panic!("timer callback boom"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let _after =
+            corun_runtime::Timer::at(Instant::now() + Duration::from_millis(5), move || {
+                tx.send(()).unwrap()
+            });
+        corun_runtime::sleep(Duration::from_millis(20));
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the next timer fired");
+    });
+    assert_eq!(rt.block_on(|| corun_runtime::go!(|| 7).join().unwrap()), 7);
+}
+
 #[test]
 fn cancelled_timers_do_not_accumulate() {
     let rt = Runtime::builder().workers(1).build().unwrap();
