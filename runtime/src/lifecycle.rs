@@ -56,6 +56,7 @@ pub(crate) trait Word {
     fn load(&self, order: Ordering) -> u32;
     fn cas_weak(&self, cur: u32, new: u32, ok: Ordering, err: Ordering) -> Result<u32, u32>;
     fn fetch_and(&self, v: u32, order: Ordering) -> u32;
+    fn fetch_or(&self, v: u32, order: Ordering) -> u32;
 }
 
 macro_rules! impl_word {
@@ -78,6 +79,10 @@ macro_rules! impl_word {
             #[inline]
             fn fetch_and(&self, v: u32, order: Ordering) -> u32 {
                 <$t>::fetch_and(self, v, order)
+            }
+            #[inline]
+            fn fetch_or(&self, v: u32, order: Ordering) -> u32 {
+                <$t>::fetch_or(self, v, order)
             }
         }
     };
@@ -159,6 +164,23 @@ pub(crate) fn take_notified(s: &impl Word) -> bool {
         s.fetch_and(!NOTIFIED, Ordering::Acquire);
         true
     }
+}
+
+/// The finished fiber has stored an output that has a destructor: true if
+/// the join handle is gone, and the fiber must take the output back and
+/// drop it itself (see "Output" in `task.rs`).
+#[inline]
+pub(crate) fn output_stored(s: &impl Word) -> bool {
+    s.fetch_or(OUTPUT_SET, Ordering::AcqRel) & DETACHED != 0
+}
+
+/// A join handle goes without joining: true if the output is the handle's
+/// to drop (the fiber stored it and touches it no more), false if the
+/// fiber will drop it (it has not stored it yet).
+#[inline]
+pub(crate) fn detach(s: &impl Word) -> bool {
+    s.load(Ordering::Acquire) & LIFECYCLE == COMPLETE
+        || s.fetch_or(DETACHED, Ordering::AcqRel) & OUTPUT_SET != 0
 }
 
 #[cfg(all(test, loom))]
@@ -320,5 +342,43 @@ mod loom_tests {
                 assert_eq!(s & LIFECYCLE, running);
             });
         }
+    }
+
+    #[test]
+    fn loom_a_detached_output_is_dropped_exactly_once() {
+        // The fiber stores its output and the runner completes the task,
+        // while its handle is dropped: whichever way they interleave, the
+        // output is taken once, by one side, and never touched by both at
+        // once (loom's cell reports a concurrent access).
+        loom::model(|| {
+            let state = Arc::new(AtomicU32::new(SCHEDULED));
+            let output = Arc::new(loom::cell::UnsafeCell::new(None::<u32>));
+            let (s, out) = (state.clone(), output.clone());
+            let fiber = loom::thread::spawn(move || {
+                // SAFETY (model): before `output_stored` nobody else looks.
+                out.with_mut(|o| unsafe { *o = Some(7) });
+                let mine = output_stored(&*s);
+                let taken = if mine {
+                    // SAFETY (model): the handle saw no OUTPUT_SET.
+                    out.with_mut(|o| unsafe { (*o).take() })
+                } else {
+                    None
+                };
+                s.fetch_or(COMPLETE, Ordering::AcqRel);
+                taken
+            });
+            let by_handle = if detach(&*state) {
+                // SAFETY (model): the fiber stored it and is done with it.
+                output.with_mut(|o| unsafe { (*o).take() })
+            } else {
+                None
+            };
+            let by_fiber = fiber.join().unwrap();
+            assert_eq!(
+                by_handle.is_some() as u32 + by_fiber.is_some() as u32,
+                1,
+                "dropped by both or by neither"
+            );
+        });
     }
 }

@@ -80,7 +80,7 @@ use crate::park::{self, Unparker, WaitReason};
 use crate::sched::Shared;
 use crate::task_cache;
 
-use crate::lifecycle::{self, ABANDONED, DETACHED, JOIN_WAITER, LIFECYCLE, NOTIFIED, OUTPUT_SET};
+use crate::lifecycle::{self, ABANDONED, JOIN_WAITER, LIFECYCLE, NOTIFIED};
 pub(crate) use crate::lifecycle::{COMPLETE, IDLE, RUNNING, SCHEDULED};
 
 type Output<T> = std::thread::Result<T>;
@@ -522,9 +522,7 @@ where
         // SAFETY: as above: nobody else touches the output yet.
         unsafe { *output = Some(out) };
         // See "Output": the handle may be gone, or going.
-        if std::mem::needs_drop::<T>()
-            && header.state.fetch_or(OUTPUT_SET, Ordering::AcqRel) & DETACHED != 0
-        {
+        if std::mem::needs_drop::<T>() && lifecycle::output_stored(&header.state) {
             // The handle saw no OUTPUT_SET, so it leaves the output alone,
             // and nobody joins: it is ours to drop.
             // SAFETY: as just said, nobody else touches it.
@@ -742,10 +740,7 @@ impl<T> Drop for JoinHandle<T> {
         if !std::mem::needs_drop::<T>() {
             return;
         }
-        let state = &self.task.header().state;
-        let done = state.load(Ordering::Acquire) & LIFECYCLE == COMPLETE
-            || state.fetch_or(DETACHED, Ordering::AcqRel) & OUTPUT_SET != 0;
-        if done {
+        if lifecycle::detach(&self.task.header().state) {
             let prefix = self.task.0.cast::<Prefix<T>>();
             // SAFETY: COMPLETE or OUTPUT_SET, seen with Acquire, says the
             // fiber wrote the output and touches it no more; this handle is
