@@ -328,8 +328,7 @@ impl SlotAllocator {
 
     fn new_chunk(&mut self) -> io::Result<()> {
         let max_slots = (CHUNK_MAX_BYTES / self.slot).max(1);
-        let slots = self.next_chunk_slots.min(max_slots);
-        let len = slots * self.slot;
+        let mut slots = self.next_chunk_slots.min(max_slots);
         let index = CHUNK_COUNT.load(Ordering::Acquire);
         if index >= MAX_CHUNKS {
             return Err(io::Error::new(
@@ -337,12 +336,24 @@ impl SlotAllocator {
                 format!("corun: stack arenas exhausted ({MAX_CHUNKS} chunks reserved)"),
             ));
         }
-        let base = os::reserve(len).map_err(|e| {
-            io::Error::new(
-                e.kind(),
-                format!("corun: cannot reserve {len} bytes of address space for stacks: {e}"),
-            )
-        })?;
+        // Chunks double in size; when the next one does not fit (a limit on
+        // address space, strict overcommit) a smaller one may: refuse only
+        // when not even one slot can be reserved.
+        let (base, len) = loop {
+            let len = slots * self.slot;
+            match os::reserve(len) {
+                Ok(base) => break (base, len),
+                Err(_) if slots > 1 => slots /= 2,
+                Err(e) => {
+                    return Err(io::Error::new(
+                        e.kind(),
+                        format!(
+                            "corun: cannot reserve {len} bytes of address space for stacks: {e}"
+                        ),
+                    ));
+                }
+            }
+        };
         // Only the pool lock holder appends, so `index` is still the next entry.
         let entry = &CHUNKS[index];
         entry.base.store(base, Ordering::Relaxed);
