@@ -8,7 +8,7 @@
 
 use crate::fiber::{current_ctx, set_bounds};
 use crate::label::Label;
-use crate::{MAX_STACK_SIZE, Stack};
+use crate::{MAX_STACK_SIZE, MIN_STACK_SIZE, Stack};
 
 /// Bytes left on the current stack below the caller's frame, if known.
 ///
@@ -57,10 +57,13 @@ pub fn remaining_stack() -> Option<usize> {
 /// If `red_zone` is not smaller than `segment_size`, if `segment_size` is
 /// outside 16 KiB..=1 GiB, or if no segment can be mapped.
 pub fn grow<R, F: FnOnce() -> R>(red_zone: usize, segment_size: usize, f: F) -> R {
+    // Checked on every call, not only when a segment is taken: a bad size
+    // must show up where the stack is shallow too (in tests), not only
+    // deep in a recursion.
     assert!(
-        red_zone < segment_size && segment_size <= MAX_STACK_SIZE,
+        red_zone < segment_size && (MIN_STACK_SIZE..=MAX_STACK_SIZE).contains(&segment_size),
         "corun: grow(red_zone = {red_zone}, segment_size = {segment_size}): the red zone must be \
-         smaller than the segment, and segments at most 1 GiB"
+         smaller than the segment, and segments from 16 KiB to 1 GiB"
     );
     match remaining_stack() {
         Some(left) if left >= red_zone => f(),
