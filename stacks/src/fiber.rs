@@ -375,6 +375,13 @@ impl Drop for Fiber {
         // SAFETY: as in `take_state`: `drop` runs once and `self` is not
         // used after it, so the state is moved out exactly once.
         let state = unsafe { self.state.as_ptr().read() };
+        if !state.co.started() || state.co.done() {
+            // No frames: the function of a fiber that never ran is dropped
+            // right here, on the dropper's stack, in the dropper's context
+            // (its bounds, not the fiber's, are what `grow` must see).
+            drop(state.co);
+            return;
+        }
         // Unwinding a suspended fiber runs its destructors on its own stack:
         // give them the fiber's context (now in `state`, on this frame) so
         // nested `suspend` calls and `grow` see the right fiber.

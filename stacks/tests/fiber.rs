@@ -146,3 +146,29 @@ fn functions_of_any_size_start_and_are_dropped_once() {
     check::<4096>();
     check::<65536>();
 }
+
+/// A fiber that never started has no frames: its function is dropped on
+/// the dropper's stack, so code in that drop must see the dropper's stack
+/// bounds (which `grow` decides by), not the fiber's.
+#[test]
+fn an_unstarted_fiber_is_dropped_in_the_droppers_context() {
+    struct Probe(Rc<Cell<Option<usize>>>);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.set(corun_stacks::remaining_stack());
+        }
+    }
+    let seen = Rc::new(Cell::new(None));
+    let probe = Probe(seen.clone());
+    let f = Fiber::new(Stack::new(64 * 1024).unwrap(), move || {
+        let _probe = &probe;
+        unreachable!()
+    });
+    let here = corun_stacks::remaining_stack().expect("a test thread's bounds are known");
+    drop(f);
+    let there = seen.get().expect("the probe was dropped");
+    assert!(
+        there.abs_diff(here) < 64 * 1024,
+        "the drop saw {there} bytes of stack left where the dropper has {here}"
+    );
+}
