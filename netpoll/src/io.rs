@@ -136,6 +136,12 @@ impl<S: AsRawFd> Io<S> {
         }
     }
 
+    /// When an operation in `dir` starting now times out (`None`: never).
+    fn deadline(&self, dir: Dir) -> Option<Instant> {
+        self.timeout(dir)
+            .and_then(|t| Instant::now().checked_add(t))
+    }
+
     fn timeout_cell(&self, dir: Dir) -> &AtomicU64 {
         match dir {
             Dir::Read => &self.options.read_timeout,
@@ -155,9 +161,7 @@ impl<S: AsRawFd> Io<S> {
         reason: WaitReason,
         op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        let deadline = self
-            .timeout(dir)
-            .and_then(|t| Instant::now().checked_add(t));
+        let deadline = self.deadline(dir);
         self.io_until(dir, reason, deadline, op, |_| false)
     }
 
@@ -171,9 +175,7 @@ impl<S: AsRawFd> Io<S> {
         len: usize,
         op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
-        let deadline = self
-            .timeout(dir)
-            .and_then(|t| Instant::now().checked_add(t));
+        let deadline = self.deadline(dir);
         self.run(dir, reason, deadline, op, |_| false, len > 0)
     }
 
@@ -188,9 +190,7 @@ impl<S: AsRawFd> Io<S> {
         len: usize,
         op: impl FnMut(&S) -> io::Result<usize>,
     ) -> io::Result<usize> {
-        let deadline = self
-            .timeout(dir)
-            .and_then(|t| Instant::now().checked_add(t));
+        let deadline = self.deadline(dir);
         // A zero-length transfer needs no room and no data: the kernel
         // answers a write at once (`Ok(0)`, as std returns it even when
         // the send buffer is full), so it must not wait for the poller
@@ -286,9 +286,7 @@ impl<S: AsRawFd> Io<S> {
         mut op: impl FnMut(&S) -> io::Result<R>,
     ) -> io::Result<R> {
         yield_point();
-        let deadline = self
-            .timeout(dir)
-            .and_then(|t| Instant::now().checked_add(t));
+        let deadline = self.deadline(dir);
         let mut pause = RETRY_PAUSE_MIN;
         loop {
             match op(&self.inner) {
