@@ -317,6 +317,11 @@ impl Coroutine {
     }
 }
 
+// As std's `Thread`: a `Coroutine` exposes only its id and name, which a
+// panic cannot leave half-updated.
+impl std::panic::UnwindSafe for Coroutine {}
+impl std::panic::RefUnwindSafe for Coroutine {}
+
 impl std::fmt::Debug for Coroutine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Coroutine")

@@ -639,6 +639,13 @@ pub struct JoinHandle<T> {
     _output: PhantomData<T>,
 }
 
+// SAFETY: a shared `&JoinHandle` reaches only the task's header (id, name,
+// the finished flag), never the output: `join` takes the handle by value.
+// So sharing one between threads needs nothing of `T` beyond the `Send`
+// that moving the output to the joiner already needs, as std's
+// `JoinHandle<T>` is `Sync` whatever `T` is.
+unsafe impl<T: Send> Sync for JoinHandle<T> {}
+
 impl<T> JoinHandle<T> {
     /// Waits for the coroutine to finish and returns its result, or
     /// `Err(payload)` if it panicked. Parks the calling coroutine, or the
