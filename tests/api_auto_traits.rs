@@ -126,7 +126,9 @@ fn sync_types() {
     debug::<MutexGuard<'static, u32>>();
     display::<MutexGuard<'static, u32>>();
     debug::<RwLockReadGuard<'static, u32>>();
+    display::<RwLockReadGuard<'static, u32>>();
     debug::<RwLockWriteGuard<'static, u32>>();
+    display::<RwLockWriteGuard<'static, u32>>();
     debug::<Mutex<u32>>();
     debug::<RwLock<u32>>();
     debug::<Condvar>();
@@ -138,6 +140,19 @@ fn sync_types() {
     debug::<OnceLock<u32>>();
     debug::<WaitGroup>();
     debug::<Semaphore>();
+}
+
+#[test]
+fn guard_formatting_matches_std() {
+    let m = corun::sync::Mutex::new(5);
+    let l = corun::sync::RwLock::new(6);
+    let (sm, sl) = (std::sync::Mutex::new(5), std::sync::RwLock::new(6));
+    fn both<T: Debug + Display>(g: T) -> std::string::String {
+        format!("{g:?} {g}")
+    }
+    assert_eq!(both(m.lock().unwrap()), both(sm.lock().unwrap()));
+    assert_eq!(both(l.read().unwrap()), both(sl.read().unwrap()));
+    assert_eq!(both(l.write().unwrap()), both(sl.write().unwrap()));
 }
 
 #[test]
