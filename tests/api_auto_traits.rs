@@ -122,6 +122,12 @@ fn sync_types() {
     assert_not_impl!(RwLockWriteGuard<'static, SendOnly>: Sync);
     // (corun's guards are Send: docs/sync.md explains why.)
 
+    // std's exclusive guards are unwind safe for every T (poisoning covers
+    // them); a read guard is as unwind safe as `&T`.
+    unwind::<MutexGuard<'static, SendOnly>>();
+    unwind::<RwLockWriteGuard<'static, SendOnly>>();
+    unwind::<RwLockReadGuard<'static, u32>>();
+
     // std formats every lock guard with Debug and Display.
     debug::<MutexGuard<'static, u32>>();
     display::<MutexGuard<'static, u32>>();

@@ -7,7 +7,10 @@
 
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
-use super::{Barrier, Condvar, Mutex, Once, OnceLock, RwLock, Semaphore, WaitGroup};
+use super::{
+    Barrier, Condvar, Mutex, MutexGuard, Once, OnceLock, RwLock, RwLockWriteGuard, Semaphore,
+    WaitGroup,
+};
 
 impl<T: ?Sized> UnwindSafe for Mutex<T> {}
 impl<T: ?Sized> RefUnwindSafe for Mutex<T> {}
@@ -25,3 +28,10 @@ impl UnwindSafe for Semaphore {}
 impl RefUnwindSafe for Semaphore {}
 impl UnwindSafe for WaitGroup {}
 impl RefUnwindSafe for WaitGroup {}
+// The exclusive guards too, for every `T` (their `&mut T` marker would
+// otherwise make them neither): a panic while one is held poisons the lock.
+// A read guard stays as unwind safe as the `&T` it stands for, as std's.
+impl<T: ?Sized> UnwindSafe for MutexGuard<'_, T> {}
+impl<T: ?Sized> RefUnwindSafe for MutexGuard<'_, T> {}
+impl<T: ?Sized> UnwindSafe for RwLockWriteGuard<'_, T> {}
+impl<T: ?Sized> RefUnwindSafe for RwLockWriteGuard<'_, T> {}
