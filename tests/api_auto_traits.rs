@@ -191,7 +191,12 @@ fn net_types() {
     read_write::<TcpStream>();
     read_write::<UnixStream>();
     fn fd<
-        T: std::os::fd::AsRawFd + std::os::fd::AsFd + std::os::fd::IntoRawFd + std::os::fd::FromRawFd,
+        T: std::os::fd::AsRawFd
+            + std::os::fd::AsFd
+            + std::os::fd::IntoRawFd
+            + std::os::fd::FromRawFd
+            + Into<std::os::fd::OwnedFd>
+            + From<std::os::fd::OwnedFd>,
     >() {
     }
     fd::<TcpListener>();

@@ -79,6 +79,27 @@ macro_rules! fd_conversions {
             }
         }
 
+        impl From<std::os::fd::OwnedFd> for $t {
+            /// As `from_raw_fd`, for an owned descriptor of this kind.
+            ///
+            /// # Panics
+            /// If switching it to non-blocking mode fails (fcntl on an open
+            /// descriptor does not).
+            fn from(fd: std::os::fd::OwnedFd) -> $t {
+                $t::from_std(<$std>::from(fd)).expect("fcntl on an open descriptor")
+            }
+        }
+
+        impl From<$t> for std::os::fd::OwnedFd {
+            /// Leaves the descriptor in blocking mode, as `into_raw_fd`.
+            fn from(value: $t) -> std::os::fd::OwnedFd {
+                value
+                    .into_std()
+                    .expect("fcntl on an open descriptor")
+                    .into()
+            }
+        }
+
         impl std::fmt::Debug for $t {
             fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 self.io.get_ref().fmt(f)

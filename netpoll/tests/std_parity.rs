@@ -201,3 +201,42 @@ fn options_set_on_a_stream_reach_its_clones() {
     std::thread::spawn(check).join().unwrap();
     rt().block_on(check);
 }
+
+/// std's sockets convert to and from `OwnedFd` (I/O safety's replacement
+/// for raw descriptors); ours too, and a socket made from one still parks
+/// coroutines instead of blocking its worker.
+#[test]
+fn sockets_convert_to_and_from_owned_fd() {
+    use std::os::fd::OwnedFd;
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let listener = TcpListener::from(OwnedFd::from(listener));
+    let addr = listener.local_addr().unwrap();
+    let server = rt().spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut s = TcpStream::from(OwnedFd::from(s));
+        let mut buf = [0u8; 5];
+        s.read_exact(&mut buf).unwrap();
+        s.write_all(&buf).unwrap();
+    });
+    // The std side: blocking mode survived the round trip out of ours.
+    let client = TcpStream::connect(addr).unwrap();
+    let mut client = std::net::TcpStream::from(OwnedFd::from(client));
+    client.write_all(b"hello").unwrap();
+    let mut back = [0u8; 5];
+    client.read_exact(&mut back).unwrap();
+    assert_eq!(&back, b"hello");
+    server.join().unwrap();
+
+    let (a, b) = UnixStream::pair().unwrap();
+    let (mut a, mut b) = (
+        UnixStream::from(OwnedFd::from(a)),
+        UnixStream::from(OwnedFd::from(b)),
+    );
+    let h = rt().spawn(move || {
+        let mut buf = [0u8; 2];
+        b.read_exact(&mut buf).unwrap();
+        buf
+    });
+    a.write_all(b"ok").unwrap();
+    assert_eq!(&h.join().unwrap(), b"ok");
+}
