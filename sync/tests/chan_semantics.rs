@@ -686,6 +686,38 @@ fn abandoned_selected_operation_keeps_the_message() {
     });
 }
 
+/// A selected send holds a slot. crossbeam completes it with `Ok` even if
+/// the receivers left in between (the message is then dropped with the
+/// rest); only a Go `close` in between refuses it, with the message back.
+#[test]
+fn a_reserved_send_outlives_the_receivers_but_not_a_close() {
+    struct Probe(Arc<AtomicUsize>);
+    impl Drop for Probe {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    both(|| {
+        let drops = Arc::new(AtomicUsize::new(0));
+        let (s, r) = bounded::<Probe>(1);
+        let mut sel = Select::new();
+        sel.send(&s);
+        let op = sel.select();
+        drop(r);
+        assert!(op.send(&s, Probe(drops.clone())).is_ok(), "as crossbeam");
+        assert_eq!(drops.load(Ordering::SeqCst), 1, "dropped, not kept");
+        assert!(s.send(Probe(drops.clone())).is_err(), "later sends fail");
+
+        let (s, r) = bounded::<u32>(1);
+        let mut sel = Select::new();
+        sel.send(&s);
+        let op = sel.select();
+        s.close();
+        assert_eq!(op.send(&s, 7).unwrap_err().into_inner(), 7);
+        assert_eq!(r.try_recv(), Err(TryRecvError::Disconnected));
+    });
+}
+
 #[test]
 fn exchange_with_abandoning_selector() {
     both(|| {

@@ -864,9 +864,18 @@ impl<T> Chan<T> {
                 let mut wakes = Wakes::new();
                 let mut g = self.lock();
                 g.res_send -= 1;
-                let r = if g.closed || g.rx_gone {
+                let mut discarded = None;
+                let r = if g.closed {
                     self.pump(&mut g, &mut wakes);
                     Err(SendFailed::Disconnected)
+                } else if g.rx_gone {
+                    // The slot was promised: as in crossbeam, the send
+                    // succeeds and its message goes the way of what was
+                    // buffered when the receivers left.
+                    // SAFETY: the caller's contract; we report `Ok`, so the
+                    // message is ours, read once.
+                    discarded = Some(unsafe { msg.read() });
+                    Ok(())
                 } else {
                     match g.recvq.claim_first(&mut wakes) {
                         Some(c) => {
@@ -888,6 +897,8 @@ impl<T> Chan<T> {
                 };
                 drop(g);
                 wakes.wake();
+                // Outside the lock: its destructor may use the channel.
+                drop(discarded);
                 r
             }
             Token::Peer(c) => {

@@ -719,6 +719,11 @@ impl<'a> SelectedOperation<'a> {
 
     /// Completes the picked send with `msg`.
     ///
+    /// A selected send on a buffered channel holds a slot: if the last
+    /// receiver leaves before this call, it still succeeds and `msg` is
+    /// dropped with what was buffered, as in crossbeam-channel. A
+    /// [`Sender::close`] in between fails it and hands `msg` back.
+    ///
     /// # Panics
     /// If `s` is not the sender that was added for this operation.
     ///
