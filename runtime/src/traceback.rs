@@ -47,10 +47,14 @@ fn arm() -> std::io::Result<()> {
     PIPE_WRITE.store(write_end, Ordering::SeqCst);
     // SAFETY: a zeroed sigaction is a valid "no flags, empty mask" value;
     // the handler only calls write(2), which is async-signal-safe.
+    // SA_ONSTACK: the signal may catch a coroutine a few hundred bytes above
+    // its guard, with no room for the kernel's signal frame; runtime threads
+    // have an alternate stack (the overflow handler's), and the handler needs
+    // little of it.
     let rc = unsafe {
         let mut action: libc::sigaction = std::mem::zeroed();
         action.sa_sigaction = on_sigquit as extern "C" fn(libc::c_int) as libc::sighandler_t;
-        action.sa_flags = libc::SA_RESTART;
+        action.sa_flags = libc::SA_RESTART | libc::SA_ONSTACK;
         libc::sigemptyset(&mut action.sa_mask);
         libc::sigaction(libc::SIGQUIT, &action, std::ptr::null_mut())
     };

@@ -15,7 +15,7 @@ fn main() {
         child(&which);
         return;
     }
-    let tests: [(&str, fn()); 6] = [
+    let tests: [(&str, fn()); 7] = [
         ("all_asleep_is_reported_with_a_dump", all_asleep_is_reported),
         ("sleepers_are_not_a_deadlock", sleepers_are_not_a_deadlock),
         ("a_foreign_thread_may_still_wake", foreign_thread_may_wake),
@@ -27,6 +27,10 @@ fn main() {
         (
             "sigquit_prints_every_coroutine",
             sigquit_prints_every_coroutine,
+        ),
+        (
+            "sigquit_on_a_nearly_full_stack_still_dumps",
+            sigquit_on_a_nearly_full_stack_still_dumps,
         ),
     ];
     for (name, test) in tests {
@@ -122,8 +126,54 @@ fn child(which: &str) {
             });
             println!("unreachable: SIGQUIT did not end the process");
         }
+        "sigquit_near_guard" => {
+            run(|| {
+                let h = Builder::new()
+                    .name("deep")
+                    .stack_size(64 * 1024)
+                    .spawn(|| {
+                        let entry = 0u8;
+                        let entry = std::hint::black_box(&entry) as *const u8 as usize;
+                        // The slot's top is the page boundary just above the
+                        // entry frame, its usable bytes the requested size.
+                        let bottom = entry.next_multiple_of(4096) - 64 * 1024;
+                        descend_then_sigquit(bottom);
+                        // The dump happens on the watcher thread: wait
+                        // for it.
+                        sleep(Duration::from_secs(30));
+                    })
+                    .unwrap();
+                let _ = h.join();
+            });
+            println!("unreachable: SIGQUIT did not end the process");
+        }
         other => panic!("unknown child {other}"),
     }
+}
+
+/// Recurses until under 512 bytes of stack are left above the guard, then
+/// sends this thread SIGQUIT: too little room for the kernel's signal frame
+/// (over 1 KiB with the FPU state), so only an alternate stack can run the
+/// handler.
+#[inline(never)]
+fn descend_then_sigquit(bottom: usize) {
+    let frame = [0u8; 256];
+    let here = std::hint::black_box(&frame) as *const u8 as usize;
+    if here - bottom > 512 + 256 {
+        descend_then_sigquit(bottom);
+    } else {
+        // SAFETY: signals our own thread; the raw system call keeps the
+        // frames below this one small.
+        unsafe {
+            libc::syscall(
+                libc::SYS_tgkill,
+                libc::getpid(),
+                libc::gettid(),
+                libc::SIGQUIT,
+            );
+        }
+    }
+    std::hint::black_box(&frame);
 }
 
 fn spawn_child(which: &str, env: &[(&str, &str)]) -> std::process::Child {
@@ -247,4 +297,24 @@ fn sigquit_prints_every_coroutine() {
         "{err}"
     );
     assert!(err.contains("\"main\" [sleep]"), "{err}");
+}
+
+/// A coroutine close to its guard gets the signal: the handler runs on the
+/// thread's alternate stack, not into the guard.
+fn sigquit_on_a_nearly_full_stack_still_dumps() {
+    let (out, killed) = run_child(
+        "sigquit_near_guard",
+        &[("CORUN_TRACEBACK", "1")],
+        Duration::from_secs(20),
+    );
+    let err = text(&out.stderr);
+    assert!(!killed, "SIGQUIT did not end the child; stderr: {err}");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{:?}; stderr: {err}",
+        out.status
+    );
+    assert!(err.starts_with("SIGQUIT: quit"), "{err}");
+    assert!(err.contains("\"deep\" [sleep]"), "{err}");
 }
