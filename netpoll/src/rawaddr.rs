@@ -89,8 +89,9 @@ impl RawAddr {
     }
 
     /// The address as std's type. A family other than `AF_INET` and
-    /// `AF_INET6`, or a length too short for its family's structure, is
-    /// `InvalidData`.
+    /// `AF_INET6` is std's error (`InvalidInput`, "invalid argument"), as
+    /// a UDP `recv_from` after a read shutdown meets; so is a length too
+    /// short for its family's structure, where std asserts.
     pub(crate) fn to_socket_addr(&self) -> io::Result<SocketAddr> {
         let at = (&raw const self.addr).cast::<u8>();
         let len = self.len as usize;
@@ -111,9 +112,9 @@ impl RawAddr {
                 let port = u16::from_be(sin6.sin6_port);
                 Ok(SocketAddrV6::new(ip, port, sin6.sin6_flowinfo, sin6.sin6_scope_id).into())
             }
-            family => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("unexpected socket address: family {family}, {len} bytes"),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "invalid argument",
             )),
         }
     }
@@ -154,7 +155,7 @@ impl RawUnixAddr {
     /// The address as std's type: a pathname, an abstract name (a leading
     /// NUL byte), or a clone of `unnamed` (no name bytes; Linux may also
     /// report a length of zero for an unnamed sender). A family other than
-    /// `AF_UNIX` is `InvalidData`.
+    /// `AF_UNIX` is std's error for it (`InvalidInput`).
     pub(crate) fn to_unix_addr(&self, unnamed: &UnixAddr) -> io::Result<UnixAddr> {
         let len = self.len as usize;
         if len == 0 {
@@ -162,11 +163,8 @@ impl RawUnixAddr {
         }
         if libc::c_int::from(self.addr.sun_family) != libc::AF_UNIX {
             return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "unexpected socket address: family {}, {len} bytes",
-                    self.addr.sun_family
-                ),
+                io::ErrorKind::InvalidInput,
+                "file descriptor did not correspond to a Unix socket",
             ));
         }
         let mut name = [0u8; mem::size_of::<libc::sockaddr_un>()];
@@ -227,7 +225,7 @@ mod tests {
         let unnamed = unnamed_unix_addr().unwrap();
         assert!(unnamed.is_unnamed());
         let e = raw.to_unix_addr(unnamed).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         // Linux's report of an unnamed sender: no address bytes at all.
         raw.len = 0;
         assert!(raw.to_unix_addr(unnamed).unwrap().is_unnamed());
@@ -248,11 +246,11 @@ mod tests {
     fn a_strange_raw_address_is_an_error() {
         // `AF_UNSPEC`, as if the kernel reported no address.
         let e = RawAddr::zeroed().to_socket_addr().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
         // Too short for its family's structure.
         let mut raw = RawAddr::new(SocketAddr::from(([127, 0, 0, 1], 9)));
         raw.len = 4;
         let e = raw.to_socket_addr().unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(e.kind(), io::ErrorKind::InvalidInput);
     }
 }

@@ -162,6 +162,34 @@ fn datagram_recv_ends_on_shutdown_on_threads_and_for_udp() {
     rt().block_on(move || udp(true));
 }
 
+/// After a read shutdown a connected UDP socket's `recvfrom` returns 0
+/// bytes and no sender address; std turns that into its "invalid argument" error, and
+/// so must ours (it was `InvalidData` with its own text).
+#[test]
+fn udp_recv_from_after_a_read_shutdown_fails_as_std() {
+    use std::os::fd::AsRawFd;
+    let shut = |fd| {
+        // SAFETY: a valid descriptor; shutdown changes no memory.
+        assert_eq!(unsafe { libc::shutdown(fd, libc::SHUT_RD) }, 0);
+    };
+    let theirs = {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.connect(u.local_addr().unwrap()).unwrap();
+        shut(u.as_raw_fd());
+        u.recv_from(&mut [0u8; 16]).unwrap_err()
+    };
+    let ours = move || {
+        let u = corun_netpoll::UdpSocket::bind("127.0.0.1:0").unwrap();
+        u.connect(u.local_addr().unwrap()).unwrap();
+        shut(u.as_raw_fd());
+        u.recv_from(&mut [0u8; 16]).unwrap_err()
+    };
+    for e in [ours(), rt().block_on(ours)] {
+        assert_eq!(e.kind(), theirs.kind());
+        assert_eq!(e.to_string(), theirs.to_string());
+    }
+}
+
 /// std's `try_clone`: "options set on one stream will be propagated to the
 /// other stream" (timeouts are the socket's `SO_RCVTIMEO`/`SO_SNDTIMEO`,
 /// and non-blocking mode its file's flag, shared by both descriptors).
