@@ -29,10 +29,22 @@ use crate::os;
 /// large frame, so one guard page would do; four absorb C frames compiled
 /// without stack-clash protection that skip a page or two.
 ///
+/// On kernels with pages larger than this (64 KiB on some arm64 and ppc64
+/// systems) the guard is one page instead: guards are whole pages.
+///
 /// ```
 /// assert_eq!(corun_stacks::GUARD_SIZE % 4096, 0, "whole pages");
 /// ```
 pub const GUARD_SIZE: usize = 16 * 1024;
+
+/// The guard every slot has on this kernel (see [`GUARD_SIZE`]).
+pub(crate) fn guard_size() -> usize {
+    guard_size_for(os::page_size())
+}
+
+fn guard_size_for(page: usize) -> usize {
+    GUARD_SIZE.max(page)
+}
 
 /// Bytes at the top of every slot holding the owner's label for the overflow
 /// report. The usable stack starts below it.
@@ -129,7 +141,7 @@ fn init_mprotect_budget() {
 
 fn install_guard(base: usize) -> io::Result<()> {
     if guard_mode() == GuardMode::Madvise {
-        match os::guard_install(base, GUARD_SIZE) {
+        match os::guard_install(base, guard_size()) {
             Ok(()) => {
                 let _ = GUARD_MODE.compare_exchange(
                     MODE_UNSET,
@@ -164,7 +176,7 @@ fn install_guard(base: usize) -> io::Result<()> {
             ),
         ));
     }
-    os::protect_none(base, GUARD_SIZE)
+    os::protect_none(base, guard_size())
 }
 
 struct ChunkEntry {
@@ -209,10 +221,11 @@ pub fn find_guard(addr: usize) -> Option<GuardHit> {
         }
         let slot = entry.slot.load(Ordering::Relaxed);
         let slot_base = base + (addr - base) / slot * slot;
-        if addr - slot_base < GUARD_SIZE {
+        let guard = guard_size();
+        if addr - slot_base < guard {
             return Some(GuardHit {
                 slot_top: slot_base + slot,
-                stack_size: slot - GUARD_SIZE,
+                stack_size: slot - guard,
             });
         }
         return None;
@@ -269,7 +282,7 @@ impl SlotAllocator {
     pub fn new(size: usize) -> Self {
         SlotAllocator {
             size,
-            slot: size + GUARD_SIZE,
+            slot: size + guard_size(),
             bump: 0,
             bump_end: 0,
             next_chunk_slots: FIRST_CHUNK_SLOTS,
@@ -396,5 +409,14 @@ mod tests {
             panic!("a guarded slot was handed out as if returned");
         };
         assert_eq!(next, base + alloc.slot_size());
+    }
+
+    #[test]
+    fn guards_are_whole_pages_on_any_page_size() {
+        for page in [4096, 16 * 1024, 64 * 1024] {
+            let guard = guard_size_for(page);
+            assert!(guard >= GUARD_SIZE);
+            assert_eq!(guard % page, 0, "{page}-byte pages");
+        }
     }
 }

@@ -172,7 +172,8 @@ impl Stack {
     /// ```
     /// let s = corun_stacks::Stack::new(32 * 1024).unwrap();
     /// assert!(s.bottom() < s.top());
-    /// // The guard (GUARD_SIZE bytes) lies just below `bottom`.
+    /// // The guard (GUARD_SIZE bytes, or a page where pages are larger)
+    /// // lies just below `bottom`.
     /// assert_eq!(s.bottom() % 4096, 0);
     /// ```
     pub fn bottom(&self) -> usize {
@@ -212,7 +213,8 @@ unsafe impl corosensei::stack::Stack for Stack {
     }
 
     fn limit(&self) -> corosensei::stack::StackPointer {
-        corosensei::stack::StackPointer::new(self.top - self.size - GUARD_SIZE).expect("non-null")
+        corosensei::stack::StackPointer::new(self.top - self.size - arena::guard_size())
+            .expect("non-null")
     }
 }
 

@@ -31,7 +31,7 @@ use std::sync::atomic::{AtomicIsize, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use crate::arena::{self, Carved, GUARD_SIZE, GuardMode, SlotAllocator};
+use crate::arena::{self, Carved, GuardMode, SlotAllocator, guard_size};
 use crate::os;
 
 /// Bytes at the top of a pooled stack that stay resident so a recycled stack
@@ -482,10 +482,11 @@ fn trim_global(deep: bool) {
 /// neighbouring slots when guards are markers (they survive the release).
 fn release_slots(tops: &mut [usize], slot: usize) {
     tops.sort_unstable();
+    let guard = guard_size();
     if arena::guard_mode() == GuardMode::Mprotect {
         // Guards are separate mappings here: release each usable range alone.
         for &top in tops.iter() {
-            os::release(top - slot + GUARD_SIZE, slot - GUARD_SIZE);
+            os::release(top - slot + guard, slot - guard);
         }
         return;
     }
@@ -495,7 +496,7 @@ fn release_slots(tops: &mut [usize], slot: usize) {
         while j < tops.len() && tops[j] == tops[j - 1] + slot {
             j += 1;
         }
-        let start = tops[i] - slot + GUARD_SIZE;
+        let start = tops[i] - slot + guard;
         os::release(start, tops[j - 1] - start);
         i = j;
     }
