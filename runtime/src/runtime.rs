@@ -263,6 +263,11 @@ impl Runtime {
     /// calling coroutine, or the calling thread outside coroutines). A panic
     /// in `f` is resumed here.
     ///
+    /// `f` may borrow from the caller, as with `std::thread::scope` or
+    /// tokio's `block_on`: this returns only after `f` has returned or
+    /// unwound, and the coroutines `f` spawns need `'static` values, so no
+    /// borrow outlives the call.
+    ///
     /// ```
     /// let rt = corun_runtime::Runtime::builder().workers(2).build().unwrap();
     /// let v = rt.block_on(|| {
@@ -270,16 +275,46 @@ impl Runtime {
     ///     h.join().unwrap()
     /// });
     /// assert_eq!(v, "from a coroutine");
+    ///
+    /// let mut words = vec!["borrowed"];
+    /// let first = rt.block_on(|| {
+    ///     words.push("and changed");
+    ///     &words[0]
+    /// });
+    /// assert_eq!(*first, "borrowed");
     /// ```
     #[track_caller]
     pub fn block_on<F, T>(&self, f: F) -> T
     where
-        F: FnOnce() -> T + Send + 'static,
-        T: Send + 'static,
+        F: FnOnce() -> T + Send,
+        T: Send,
     {
+        // The result comes back through this slot rather than the task's
+        // output, so that the task's types are free of the caller's
+        // lifetimes.
+        let mut result: Option<T> = None;
+        let slot = SendPtr(&raw mut result);
+        let body: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
+            let slot = slot;
+            let value = f();
+            // SAFETY: `result` outlives the coroutine (we wait for it below)
+            // and nothing else touches it until the join has seen this
+            // coroutine complete.
+            unsafe { *slot.0 = Some(value) };
+        });
+        // SAFETY: only the lifetime changes. The body and everything it
+        // borrows are used by the coroutine alone, which consumes the body
+        // (dropping its captures) before completing; `join` below returns
+        // only once the coroutine is complete, and the guard stops the
+        // process if we were to leave any other way. A runtime cannot be
+        // dropped while `&self` is borrowed here, so the coroutine cannot be
+        // abandoned; if the calling coroutine is abandoned instead (its own
+        // runtime dropped), its stack, and so what `f` borrows, is leaked,
+        // never freed.
+        let body: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(body) };
         let handle = crate::Builder::new()
             .name("main")
-            .spawn_on(self.shared, f)
+            .spawn_on(self.shared, body)
             .unwrap_or_else(|e| panic!("{e}"));
         // A thread waiting here counts for deadlock detection.
         struct Outside(Option<&'static Shared>);
@@ -294,8 +329,11 @@ impl Runtime {
             self.shared.outside_waiters.fetch_add(1, Ordering::SeqCst);
             self.shared
         }));
-        match handle.join() {
-            Ok(v) => v,
+        let must_finish = AbortOnUnwind("corun: block_on stopped waiting for its coroutine");
+        let joined = handle.join();
+        std::mem::forget(must_finish);
+        match joined {
+            Ok(()) => result.expect("corun: block_on's coroutine completed without a result"),
             Err(payload) => panic::resume_unwind(payload),
         }
     }
@@ -400,7 +438,26 @@ pub(crate) fn notify_all_pollers() {
     }
 }
 
+/// A raw pointer that may cross to the coroutine's thread (the pointee is
+/// `Send`; see `block_on`).
+struct SendPtr<T>(*mut Option<T>);
+
+// SAFETY: the pointer is dereferenced by one thread at a time (the
+// coroutine, then the caller after `join`), and `T: Send` lets the value it
+// writes move to the caller's thread.
+unsafe impl<T: Send> Send for SendPtr<T> {}
+
+/// Stops the process if dropped: a wait that must not end by unwinding.
+struct AbortOnUnwind(&'static str);
+
+impl Drop for AbortOnUnwind {
+    fn drop(&mut self) {
+        crate::sched::fatal(self.0)
+    }
+}
+
 /// Runs `f` as the main coroutine of the global runtime and waits for it.
+/// As with [`Runtime::block_on`], `f` may borrow from the caller.
 ///
 /// ```
 /// let sum = corun_runtime::run(|| {
@@ -412,8 +469,8 @@ pub(crate) fn notify_all_pollers() {
 #[track_caller]
 pub fn run<F, T>(f: F) -> T
 where
-    F: FnOnce() -> T + Send + 'static,
-    T: Send + 'static,
+    F: FnOnce() -> T + Send,
+    T: Send,
 {
     global().block_on(f)
 }

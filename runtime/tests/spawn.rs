@@ -162,6 +162,50 @@ fn block_on_propagates_panics() {
     assert_eq!(rt.block_on(|| 5), 5, "runtime keeps running after a panic");
 }
 
+/// `block_on` and `run` take closures that borrow, as `thread::scope`
+/// and tokio's `block_on` do: from a thread, from a coroutine of another
+/// runtime (borrowing its stack), and through a panic.
+#[test]
+fn block_on_borrows_from_its_caller() {
+    let rt = Runtime::builder().workers(2).build().unwrap();
+    let mut seen = Vec::new();
+    let total: u64 = rt.block_on(|| {
+        let hs: Vec<_> = (0..100u64).map(|i| go!(move || i)).collect();
+        for h in hs {
+            seen.push(h.join().unwrap());
+        }
+        seen.iter().sum()
+    });
+    assert_eq!((seen.len(), total), (100, 4950));
+
+    let rt = Arc::new(rt);
+    let outer = corun_runtime::spawn({
+        let rt = rt.clone();
+        move || {
+            let on_my_stack = [7u8; 4096];
+            let mut count = 0;
+            let first = rt.block_on(|| {
+                count += 1;
+                corun_runtime::yield_now();
+                &on_my_stack[..]
+            });
+            (first.iter().map(|&b| u64::from(b)).sum::<u64>(), count)
+        }
+    });
+    assert_eq!(outer.join().unwrap(), (7 * 4096, 1));
+
+    let mut log = vec!["before"];
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        corun_runtime::run(|| {
+            log.push("inside");
+            panic!("with a borrow");
+        })
+    }));
+    assert!(r.is_err());
+    assert_eq!(log, ["before", "inside"]);
+    assert_eq!(corun_runtime::run(|| log.len()), 2);
+}
+
 #[test]
 fn panics_stay_in_their_coroutine() {
     let hs: Vec<_> = (0..50)
