@@ -8,7 +8,7 @@
 //! it does not count against `workers` and cannot be preempted.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread::{self, Thread};
 
 use corun_stacks::fiber::Resumed;
@@ -21,6 +21,9 @@ use crate::tls;
 pub(crate) struct Home {
     ready: Mutex<Option<TaskRef>>,
     thread: OnceLock<Thread>,
+    /// `block_on` coroutines whose closures may borrow from this thread
+    /// (its thread-locals) and have not finished: see [`Lender`].
+    lent: AtomicUsize,
 }
 
 impl Home {
@@ -28,6 +31,7 @@ impl Home {
         Home {
             ready: Mutex::new(None),
             thread: OnceLock::new(),
+            lent: AtomicUsize::new(0),
         }
     }
 
@@ -47,6 +51,14 @@ impl Home {
         }
     }
 
+    /// Before the thread exits: waits until no `block_on` coroutine still
+    /// borrows from it (see [`Lender`]).
+    fn wait_until_unlent(&self) {
+        while self.lent.load(Ordering::Acquire) != 0 {
+            thread::park();
+        }
+    }
+
     fn wait(&self, shared: &Shared) -> Option<TaskRef> {
         loop {
             if let Some(t) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).take() {
@@ -56,6 +68,43 @@ impl Home {
                 return None;
             }
             thread::park();
+        }
+    }
+}
+
+/// Held by a `block_on` coroutine started from a pinned coroutine, until
+/// its closure (and so every borrow it holds) is gone.
+///
+/// A pinned coroutine may keep references into its thread's thread-locals
+/// across waits, and so may lend them to `block_on`. If its runtime shuts
+/// down while it waits there, it is abandoned: its stack is leaked, but its
+/// thread would exit and destroy its thread-locals (and a runtime kept in
+/// one would be dropped under the waiting `block_on`) while the other
+/// coroutine still uses them. The thread waits for every lender to drop
+/// first.
+pub(crate) struct Lender(Arc<Home>);
+
+impl Lender {
+    /// A lender for the calling coroutine's thread, if it is pinned.
+    pub(crate) fn for_current() -> Option<Lender> {
+        let task = tls::current_task_ptr();
+        if task.is_null() {
+            return None;
+        }
+        // SAFETY: the scheduler keeps the running task alive while its
+        // pointer is published, and `home` is immutable.
+        let home = unsafe { &*task }.home.clone()?;
+        home.lent.fetch_add(1, Ordering::Relaxed);
+        Some(Lender(home))
+    }
+}
+
+impl Drop for Lender {
+    fn drop(&mut self) {
+        // Release: what the borrower did happens before the thread exits.
+        self.0.lent.fetch_sub(1, Ordering::Release);
+        if let Some(t) = self.0.thread.get() {
+            t.unpark();
         }
     }
 }
@@ -102,6 +151,9 @@ fn serve(shared: &'static Shared, home: &Home, task: TaskRef) {
             break;
         }
     }
+    // An abandoned task may have left a `block_on` coroutine borrowing
+    // this thread's thread-locals: they must outlive it.
+    home.wait_until_unlent();
     tls::update(|c| c.shared = std::ptr::null());
 }
 

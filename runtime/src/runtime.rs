@@ -294,13 +294,18 @@ impl Runtime {
         // lifetimes.
         let mut result: Option<T> = None;
         let slot = SendPtr(&raw mut result);
+        // Dropped in this order (a tuple's fields drop first to last), run
+        // or not: the lender goes only once `f` and its borrows are gone.
+        let parts = (f, slot, crate::pinned::Lender::for_current());
         let body: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
-            let slot = slot;
+            let parts = parts;
+            let (f, slot, lender) = parts;
             let value = f();
             // SAFETY: `result` outlives the coroutine (we wait for it below)
             // and nothing else touches it until the join has seen this
             // coroutine complete.
             unsafe { *slot.0 = Some(value) };
+            drop(lender);
         });
         // SAFETY: only the lifetime changes. The body and everything it
         // borrows are used by the coroutine alone, which consumes the body
@@ -309,8 +314,10 @@ impl Runtime {
         // process if we were to leave any other way. A runtime cannot be
         // dropped while `&self` is borrowed here, so the coroutine cannot be
         // abandoned; if the calling coroutine is abandoned instead (its own
-        // runtime dropped), its stack, and so what `f` borrows, is leaked,
-        // never freed.
+        // runtime dropped), its stack, and so what `f` borrows there, is
+        // leaked, never freed. A pinned caller may also lend its thread's
+        // thread-locals: its thread, which would exit once it is abandoned,
+        // waits for the lender to drop first (`pinned::Lender`).
         let body: Box<dyn FnOnce() + Send + 'static> = unsafe { std::mem::transmute(body) };
         let handle = crate::Builder::new()
             .name("main")
