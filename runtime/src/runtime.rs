@@ -298,6 +298,8 @@ impl Runtime {
         // or not: the lender goes only once `f` and its borrows are gone.
         let parts = (f, slot, crate::pinned::Lender::for_current());
         let body: Box<dyn FnOnce() + Send + '_> = Box::new(move || {
+            // Named whole so the closure captures the tuple, not its three
+            // fields (whose drop order, unrun, would be the closure's).
             let parts = parts;
             let (f, slot, lender) = parts;
             let value = f();
