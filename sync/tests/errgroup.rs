@@ -120,8 +120,9 @@ fn panics_reach_wait() {
 
 #[test]
 #[should_panic(expected = "errgroup: modify limit while 1 tasks")]
-fn set_limit_while_running_panics() {
+fn set_limit_while_a_limited_task_runs_panics() {
     let g = ErrGroup::<()>::new();
+    g.set_limit(3);
     let (tx, rx) = corun_sync::chan::bounded::<()>(0);
     g.go(move || {
         let _ = rx.recv();
@@ -129,4 +130,33 @@ fn set_limit_while_running_panics() {
     });
     let _unblock = tx;
     g.set_limit(2);
+}
+
+#[test]
+fn a_limit_can_be_set_after_unlimited_tasks_started() {
+    // Go's SetLimit counts only the slots of the limit it replaces: tasks
+    // started with no limit hold none, so setting one is allowed, and it
+    // bounds only the tasks started after it.
+    both(|| {
+        let g = ErrGroup::<()>::new();
+        let (tx, rx) = corun_sync::chan::bounded::<()>(0);
+        for _ in 0..2 {
+            let rx = rx.clone();
+            g.go(move || {
+                let _ = rx.recv();
+                Ok(())
+            });
+        }
+        g.set_limit(1);
+        assert!(
+            g.try_go(move || {
+                let _ = rx.recv();
+                Ok(())
+            }),
+            "the unlimited tasks hold no slot"
+        );
+        assert!(!g.try_go(|| Ok(())), "the new limit's one slot is taken");
+        drop(tx);
+        g.wait().unwrap();
+    });
 }

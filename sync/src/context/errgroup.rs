@@ -13,7 +13,14 @@ struct Inner<E> {
     first: Mutex<Option<E>>,
     panic: Mutex<Option<Box<dyn Any + Send>>>,
     cancel: Option<CancelFn>,
-    limit: Mutex<Option<Arc<Semaphore>>>,
+    /// The limit in force and its slots, if one is set.
+    limit: Mutex<Option<Limit>>,
+}
+
+/// A limit of `n` tasks at once: a task holds one of `slots` while it runs.
+struct Limit {
+    n: usize,
+    slots: Arc<Semaphore>,
 }
 
 /// Runs a group of fallible tasks in coroutines and collects the first
@@ -113,7 +120,9 @@ impl<E: Send + 'static> ErrGroup<E> {
     /// every `go` wait forever (and every `try_go` fail).
     ///
     /// # Panics
-    /// If tasks are running, as Go's `SetLimit` does.
+    /// If tasks started under the current limit are still running, as Go's
+    /// `SetLimit` does. Tasks started while no limit was set do not count,
+    /// so a limit can be set after them (Go allows that too).
     ///
     /// ```
     /// use std::sync::atomic::{AtomicUsize, Ordering};
@@ -136,13 +145,18 @@ impl<E: Send + 'static> ErrGroup<E> {
     /// assert!(max.load(Ordering::SeqCst) <= 2);
     /// ```
     pub fn set_limit(&self, n: usize) {
-        let active = self.inner.wg.count();
-        assert!(
-            active == 0,
-            "errgroup: modify limit while {active} tasks in the group are still active"
-        );
-        *lock(&self.inner.limit) =
-            (n < Semaphore::MAX_PERMITS).then(|| Arc::new(Semaphore::new(n)));
+        let mut limit = lock(&self.inner.limit);
+        if let Some(old) = &*limit {
+            let active = old.n - old.slots.available_permits();
+            assert!(
+                active == 0,
+                "errgroup: modify limit while {active} tasks in the group are still active"
+            );
+        }
+        *limit = (n < Semaphore::MAX_PERMITS).then(|| Limit {
+            n,
+            slots: Arc::new(Semaphore::new(n)),
+        });
     }
 
     /// Starts `f` in a new coroutine, first waiting for a slot if a limit
@@ -162,7 +176,7 @@ impl<E: Send + 'static> ErrGroup<E> {
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
     {
-        let sem = lock(&self.inner.limit).clone();
+        let sem = lock(&self.inner.limit).as_ref().map(|l| l.slots.clone());
         let permit = sem.map(Semaphore::acquire_owned);
         self.start(permit, f);
     }
@@ -185,7 +199,7 @@ impl<E: Send + 'static> ErrGroup<E> {
     where
         F: FnOnce() -> Result<(), E> + Send + 'static,
     {
-        let sem = lock(&self.inner.limit).clone();
+        let sem = lock(&self.inner.limit).as_ref().map(|l| l.slots.clone());
         let permit = match sem {
             Some(s) => match s.try_acquire_owned() {
                 Some(p) => Some(p),
