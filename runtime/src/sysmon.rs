@@ -52,6 +52,10 @@ pub(crate) fn hurry(shared: &Shared) {
 }
 
 fn run(shared: &'static Shared) {
+    // Timer callbacks fired here are code of this runtime, as when an M
+    // fires them: what they spawn or arm must land on it, not on the
+    // global runtime that "outside every runtime" would pick.
+    crate::tls::update(|c| c.shared = shared);
     let n = shared.ps.len();
     let mut last_tick = vec![(0u32, 0u64); n];
     let mut delay = MIN_DELAY;

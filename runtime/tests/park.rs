@@ -186,6 +186,45 @@ fn a_panicking_timer_callback_does_not_stop_the_runtime() {
     assert_eq!(rt.block_on(|| corun_runtime::go!(|| 7).join().unwrap()), 7);
 }
 
+/// A callback runs in its own runtime whichever thread fires it: here the
+/// only worker spins without a yield point, so sysmon fires the timer, and
+/// a coroutine the callback spawns must still land on this runtime (it
+/// used to land on the global one, started for the occasion).
+#[test]
+fn a_timer_callback_fired_by_sysmon_spawns_on_its_own_runtime() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    rt.block_on(move || {
+        let stop = Arc::new(AtomicBool::new(false));
+        let spin_stop = stop.clone();
+        let spinner = corun_runtime::Builder::new()
+            .name("spinner-under-timer")
+            .spawn(move || {
+                let t = Instant::now();
+                while !spin_stop.load(Ordering::SeqCst) && t.elapsed() < Duration::from_secs(10) {
+                    std::hint::spin_loop();
+                }
+            })
+            .unwrap();
+        let _timer =
+            corun_runtime::Timer::at(Instant::now() + Duration::from_millis(1), move || {
+                corun_runtime::spawn(move || {
+                    let home = corun_runtime::coroutines()
+                        .iter()
+                        .any(|c| c.name.as_deref() == Some("spinner-under-timer"));
+                    tx.send(home).unwrap();
+                    stop.store(true, Ordering::SeqCst);
+                });
+            });
+        spinner.join().unwrap();
+    });
+    assert_eq!(
+        rx.recv_timeout(Duration::from_secs(10)),
+        Ok(true),
+        "the callback's coroutine ran on another runtime"
+    );
+}
+
 #[test]
 fn cancelled_timers_do_not_accumulate() {
     let rt = Runtime::builder().workers(1).build().unwrap();
