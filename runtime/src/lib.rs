@@ -436,11 +436,16 @@ pub fn sleep(d: Duration) {
                 sleep_until(deadline);
             }
         }
+        // Past the end of `Instant`: sleep in century steps, so a timer
+        // stays armed as Go's does for a sleep past its clock's end, and
+        // deadlock detection does not take the sleeper for stuck.
         None => loop {
-            park(WaitReason::Sleep);
+            sleep(A_CENTURY);
         },
     }
 }
+
+const A_CENTURY: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 
 /// Waits until `deadline`. Never returns early.
 ///
