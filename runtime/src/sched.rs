@@ -124,6 +124,8 @@ enum NewMError {
     Cap(String),
     /// The OS refused a thread.
     Spawn(String),
+    /// The runtime is shutting down: no M may start.
+    Shutdown,
 }
 
 /// Tasks a local queue holds before it spills half to the injector (Go's
@@ -624,10 +626,6 @@ impl Shared {
         let Err(err) = self.new_m(Some(p), spinning) else {
             return;
         };
-        let msg = match err {
-            NewMError::Spawn(msg) => fatal(&msg),
-            NewMError::Cap(msg) => msg,
-        };
         let give_back = |notify_poller: bool| {
             self.pidleput(p);
             if spinning {
@@ -636,6 +634,11 @@ impl Shared {
             if notify_poller {
                 self.driver().notify();
             }
+        };
+        let msg = match err {
+            NewMError::Spawn(msg) => fatal(&msg),
+            NewMError::Cap(msg) => msg,
+            NewMError::Shutdown => return give_back(false),
         };
         let deadline = Instant::now() + CAP_GRACE;
         loop {
@@ -660,6 +663,7 @@ impl Shared {
                     thread::sleep(Duration::from_micros(50));
                 }
                 Err(NewMError::Cap(_)) => fatal(&msg),
+                Err(NewMError::Shutdown) => return give_back(false),
             }
         }
     }
@@ -678,11 +682,21 @@ impl Shared {
         // SAFETY: every `Shared` is leaked at creation (see `Runtime`), so
         // extending the lifetime only states a fact.
         let shared: &'static Shared = unsafe { &*(self as *const Shared) };
+        // Checked and pushed under the list's lock: `shutdown` sets its flag
+        // before it first takes the lock, so an M is either refused here or
+        // listed before shutdown's last look, which then joins it. Started
+        // after that look, it would run unjoined, on a P that shutdown
+        // empties believing every M gone.
+        let mut threads = lock(&self.threads);
+        if self.shutdown.load(Ordering::SeqCst) {
+            self.nm.fetch_sub(1, Ordering::SeqCst);
+            return Err(NewMError::Shutdown);
+        }
         let builder = thread::Builder::new().name(format!("corun-{}-m{}", self.id, n));
         let handle = builder.spawn(move || fatal_on_panic(|| m_main(shared, p, spinning)));
         match handle {
             Ok(h) => {
-                lock(&self.threads).push(h);
+                threads.push(h);
                 Ok(())
             }
             Err(e) => {
