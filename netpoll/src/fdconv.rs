@@ -233,7 +233,11 @@ macro_rules! read_write {
             }
 
             fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
-                let len = bufs.iter().fold(0usize, |n, b| n.saturating_add(b.len()));
+                // What the call passes (see `MAX_IOV`): a prefix of
+                // empty buffers sends nothing, and needs no room.
+                let len = bufs[..bufs.len().min($crate::nowait::MAX_IOV)]
+                    .iter()
+                    .fold(0usize, |n, b| n.saturating_add(b.len()));
                 self.io.io_len(
                     $crate::io::Dir::Write,
                     corun_runtime::WaitReason::IoWrite,

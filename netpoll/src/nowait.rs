@@ -120,28 +120,33 @@ pub(crate) fn send(s: &impl AsRawFd, buf: &[u8]) -> io::Result<usize> {
     })
 }
 
-/// Receives into `bufs` (scatter) without blocking.
+/// The most buffers one vectored call passes, as std's: the kernel fails
+/// a call with more (`EMSGSIZE`), where std moves what the first
+/// `UIO_MAXIOV` buffers hold.
+pub(crate) const MAX_IOV: usize = libc::UIO_MAXIOV as usize;
+
+/// Receives into `bufs` (scatter; the first [`MAX_IOV`]) without blocking.
 pub(crate) fn recv_vectored(s: &impl AsRawFd, bufs: &mut [IoSliceMut<'_>]) -> io::Result<usize> {
     // SAFETY: all-zero is a valid `msghdr` (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // `IoSliceMut` is ABI-compatible with `iovec` on Unix (its docs).
     msg.msg_iov = bufs.as_mut_ptr().cast();
-    msg.msg_iovlen = bufs.len();
-    // SAFETY: `msg` points at `bufs.len()` iovecs, each valid for writes of
-    // its length, for the call's duration.
+    msg.msg_iovlen = bufs.len().min(MAX_IOV);
+    // SAFETY: `msg` points at `msg_iovlen` (at most `bufs.len()`) iovecs,
+    // each valid for writes of its length, for the call's duration.
     check(unsafe { libc::recvmsg(s.as_raw_fd(), &mut msg, libc::MSG_DONTWAIT) })
 }
 
-/// Sends `bufs` (gather) without blocking.
+/// Sends `bufs` (gather; the first [`MAX_IOV`]) without blocking.
 pub(crate) fn send_vectored(s: &impl AsRawFd, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
     // SAFETY: all-zero is a valid `msghdr` (no name, no control data).
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
     // `IoSlice` is ABI-compatible with `iovec` on Unix; `sendmsg` only
     // reads through the pointer.
     msg.msg_iov = bufs.as_ptr().cast_mut().cast();
-    msg.msg_iovlen = bufs.len();
-    // SAFETY: `msg` points at `bufs.len()` iovecs, each valid for reads of
-    // its length, for the call's duration.
+    msg.msg_iovlen = bufs.len().min(MAX_IOV);
+    // SAFETY: `msg` points at `msg_iovlen` (at most `bufs.len()`) iovecs,
+    // each valid for reads of its length, for the call's duration.
     check(unsafe { libc::sendmsg(s.as_raw_fd(), &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL) })
 }
 

@@ -268,3 +268,56 @@ fn sockets_convert_to_and_from_owned_fd() {
     a.write_all(b"ok").unwrap();
     assert_eq!(&h.join().unwrap(), b"ok");
 }
+
+/// std passes at most `IOV_MAX` (1024) buffers to one vectored call and
+/// reports what that prefix moved; the kernel refuses more with
+/// `EMSGSIZE`. Ours passed them all, so a `write_vectored` or
+/// `read_vectored` of 2,000 buffers failed where std's moves 1,024 bytes.
+#[test]
+fn vectored_transfers_of_many_buffers_move_a_prefix_as_std() {
+    use std::io::{IoSlice, IoSliceMut};
+    const BUFS: usize = 2000;
+    let data = vec![5u8; BUFS];
+    let slices: Vec<IoSlice<'_>> = data.chunks(1).map(IoSlice::new).collect();
+    // std's behaviour, as the reference.
+    let (std_wrote, std_read) = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (mut a, _) = l.accept().unwrap();
+        let wrote = c.write_vectored(&slices).unwrap();
+        c.write_all(&data).unwrap();
+        let mut back = vec![0u8; BUFS];
+        let mut into: Vec<IoSliceMut<'_>> = back.chunks_mut(1).map(IoSliceMut::new).collect();
+        // Both writes are queued: one read can fill every buffer it takes.
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut peeked = 0;
+        while peeked < 2 * BUFS.min(1024) {
+            peeked = a.peek(&mut vec![0u8; 2 * BUFS]).unwrap();
+        }
+        (wrote, a.read_vectored(&mut into).unwrap())
+    };
+    assert_eq!((std_wrote, std_read), (1024, 1024), "std");
+    let check = |slices: &[IoSlice<'_>]| {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        assert_eq!(c.write_vectored(slices).unwrap(), std_wrote);
+        c.write_all(&data).unwrap();
+        let mut peeked = 0;
+        while peeked < 2 * BUFS.min(1024) {
+            peeked = a.peek(&mut vec![0u8; 2 * BUFS]).unwrap();
+        }
+        let mut back = vec![0u8; BUFS];
+        let mut into: Vec<IoSliceMut<'_>> = back.chunks_mut(1).map(IoSliceMut::new).collect();
+        assert_eq!((&a).read_vectored(&mut into).unwrap(), std_read);
+
+        let (x, y) = UnixStream::pair().unwrap();
+        assert_eq!((&x).write_vectored(slices).unwrap(), std_wrote);
+        let mut back = vec![0u8; BUFS];
+        let mut into: Vec<IoSliceMut<'_>> = back.chunks_mut(1).map(IoSliceMut::new).collect();
+        assert_eq!((&y).read_vectored(&mut into).unwrap(), std_wrote);
+    };
+    check(&slices);
+    rt().block_on(|| check(&slices));
+}
