@@ -80,7 +80,7 @@ fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
     }
 }
 
-/// Set once the kernel answers `epoll_pwait2` with `ENOSYS` (< 5.11).
+/// Set once `epoll_pwait2` turns out missing or refused (see `pwait2`).
 static NO_PWAIT2: AtomicBool = AtomicBool::new(false);
 
 impl Epoll {
@@ -185,7 +185,15 @@ impl Epoll {
                 0usize,
             )
         };
-        if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        // ENOSYS: a kernel before 5.11. EPERM, which the call itself never
+        // returns: a seccomp profile that refuses system calls it does not
+        // know (older container runtimes do) and would fail every wait.
+        if n < 0
+            && matches!(
+                io::Error::last_os_error().raw_os_error(),
+                Some(libc::ENOSYS | libc::EPERM)
+            )
+        {
             NO_PWAIT2.store(true, Ordering::Relaxed);
             return None;
         }
@@ -261,6 +269,65 @@ mod tests {
         assert_eq!(ev[0].key, 7);
         assert!(ev[0].readable && ev[0].read_closed && !ev[0].write_closed);
         e.delete(a.as_raw_fd()).unwrap();
+    }
+
+    #[test]
+    fn waits_where_seccomp_refuses_epoll_pwait2() {
+        // Older container runtimes' seccomp profiles answer system calls
+        // they do not know with EPERM. A filter on this thread alone (and
+        // it exits after) plays such a profile. The fallback it turns on is
+        // process-wide: later waits in this binary use `epoll_wait`.
+        std::thread::spawn(|| {
+            refuse_with_eperm(libc::SYS_epoll_pwait2);
+            let e = Epoll::new().unwrap();
+            let mut events = Events::with_capacity(8);
+            let (a, mut b) = UnixStream::pair().unwrap();
+            e.add(a.as_raw_fd(), 3).unwrap();
+            b.write_all(b"x").unwrap();
+            e.wait(&mut events, Some(Duration::from_secs(5))).unwrap();
+            let ev: Vec<_> = events.iter().collect();
+            assert!(ev.iter().any(|r| r.key == 3 && r.readable), "{ev:?}");
+            e.delete(a.as_raw_fd()).unwrap();
+        })
+        .join()
+        .unwrap();
+    }
+
+    /// Installs a seccomp filter on the calling thread that fails system
+    /// call `nr` with EPERM and allows every other.
+    fn refuse_with_eperm(nr: libc::c_long) {
+        const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+        const JEQ_K: u16 = 0x15; // BPF_JMP | BPF_JEQ | BPF_K
+        const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+        const RET_ERRNO: u32 = 0x0005_0000;
+        const RET_ALLOW: u32 = 0x7fff_0000;
+        let insn = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+        let mut prog = [
+            // The system call number is the first field of seccomp_data.
+            insn(LD_W_ABS, 0, 0, 0),
+            insn(JEQ_K, 0, 1, nr as u32),
+            insn(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
+            insn(RET_K, 0, 0, RET_ALLOW),
+        ];
+        let fprog = libc::sock_fprog {
+            len: prog.len() as u16,
+            filter: prog.as_mut_ptr(),
+        };
+        // SAFETY: plain prctl calls; `fprog` points at a live filter
+        // program for the call's duration (the kernel copies it).
+        unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+            assert_eq!(
+                libc::prctl(
+                    libc::PR_SET_SECCOMP,
+                    libc::SECCOMP_MODE_FILTER,
+                    &fprog as *const libc::sock_fprog
+                ),
+                0,
+                "{}",
+                io::Error::last_os_error()
+            );
+        }
     }
 
     #[test]
