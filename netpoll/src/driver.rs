@@ -241,7 +241,7 @@ impl Source {
 
     /// Registers `fd` (edge-triggered, both directions).
     pub(crate) fn register(fd: RawFd) -> io::Result<Arc<Source>> {
-        let d = driver();
+        let d = start_driver()?;
         let key = d.next_key.fetch_add(1, Ordering::Relaxed);
         let source = Arc::new(Source {
             key,
@@ -341,24 +341,41 @@ impl NetDriver {
     }
 }
 
-/// The driver, created and installed in the runtime on first use.
-pub(crate) fn driver() -> &'static NetDriver {
-    static DRIVER: OnceLock<&'static NetDriver> = OnceLock::new();
-    DRIVER.get_or_init(|| {
-        let poller = Epoll::new()
-            .unwrap_or_else(|e| panic!("corun-netpoll: cannot create the poller (epoll): {e}"));
-        let d: &'static NetDriver = Box::leak(Box::new(NetDriver {
-            poller,
-            sources: Mutex::new(HashMap::default()),
-            next_key: AtomicU64::new(0),
-            waiting: AtomicUsize::new(0),
-            polling: Mutex::new(()),
-            side: Mutex::new(false),
-            side_cv: Condvar::new(),
-        }));
-        corun_runtime::install_driver(d);
-        d
-    })
+static DRIVER: OnceLock<&'static NetDriver> = OnceLock::new();
+
+/// The driver; a source exists only after `start_driver` succeeded.
+fn driver() -> &'static NetDriver {
+    DRIVER.get().expect("a registered source implies a driver")
+}
+
+/// The driver, created and installed in the runtime on first use. Fails
+/// (and is tried again next time) when the poller's two descriptors cannot
+/// be made, say when the process is out of them: the first socket to wait
+/// then gets that error, as any later one gets `accept`'s `EMFILE`.
+fn start_driver() -> io::Result<&'static NetDriver> {
+    static STARTING: Mutex<()> = Mutex::new(());
+    if let Some(d) = DRIVER.get() {
+        return Ok(d);
+    }
+    let _one = lock(&STARTING);
+    if let Some(d) = DRIVER.get() {
+        return Ok(d);
+    }
+    // The OS error as it is: a server that backs off on `EMFILE` from
+    // `accept` finds the same code here.
+    let poller = Epoll::new()?;
+    let d: &'static NetDriver = Box::leak(Box::new(NetDriver {
+        poller,
+        sources: Mutex::new(HashMap::default()),
+        next_key: AtomicU64::new(0),
+        waiting: AtomicUsize::new(0),
+        polling: Mutex::new(()),
+        side: Mutex::new(false),
+        side_cv: Condvar::new(),
+    }));
+    corun_runtime::install_driver(d);
+    let _ = DRIVER.set(d);
+    Ok(d)
 }
 
 #[cfg(test)]
@@ -379,6 +396,9 @@ mod tests {
     #[test]
     fn readiness_survives_events_racing_the_readers_checks() {
         const ROUNDS: u32 = 200_000;
+        // A bare direction, with no source, counts its waiters in the
+        // driver all the same.
+        start_driver().unwrap();
         let dir = Arc::new(Direction::default());
         let pending = Arc::new(AtomicU32::new(0));
         let consumed = Arc::new(AtomicU32::new(0));
