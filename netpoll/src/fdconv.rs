@@ -8,6 +8,8 @@ macro_rules! fd_conversions {
         impl $t {
             /// Wraps a std value, switching it to non-blocking mode at the
             /// OS level (the wrapper still blocks, parking coroutines).
+            /// Read and write timeouts set on it carry over: std keeps them
+            /// in the socket.
             ///
             #[doc = concat!(
                         "```\nlet value = ", $std_value, ";\n",
@@ -20,7 +22,8 @@ macro_rules! fd_conversions {
                 })
             }
 
-            /// The std value, back in blocking mode.
+            /// The std value, back in blocking mode, with this socket's read
+            /// and write timeouts set on it.
             ///
             /// Clones made with `try_clone` share the open file and so its
             /// blocking mode. Their reads, writes, sends and receives still

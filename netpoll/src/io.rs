@@ -63,8 +63,16 @@ struct Options {
 
 impl<S: AsRawFd> Io<S> {
     /// Wraps `inner`, switching its descriptor to non-blocking mode.
+    /// Timeouts set on the socket itself (by std's `set_read_timeout`,
+    /// say) carry over: std keeps them there.
     pub(crate) fn new(inner: S) -> io::Result<Io<S>> {
-        Io::with_options(inner, Arc::default())
+        let fd = inner.as_raw_fd();
+        let options = Options {
+            read_timeout: AtomicU64::new(socket_timeout(fd, Dir::Read)),
+            write_timeout: AtomicU64::new(socket_timeout(fd, Dir::Write)),
+            ..Options::default()
+        };
+        Io::with_options(inner, Arc::new(options))
     }
 
     /// Wraps `inner`, a duplicate of this handle's descriptor (`try_clone`),
@@ -98,12 +106,17 @@ impl<S: AsRawFd> Io<S> {
         &mut self.inner
     }
 
-    /// Gives the descriptor back in blocking mode, deregistered.
+    /// Gives the descriptor back in blocking mode, deregistered, with this
+    /// handle's timeouts set on the socket, where std looks for them.
     pub(crate) fn into_inner(mut self) -> io::Result<S> {
         if let Some(s) = self.source.take() {
             s.deregister();
         }
-        set_nonblocking(self.inner.as_raw_fd(), false)?;
+        let fd = self.inner.as_raw_fd();
+        for dir in [Dir::Read, Dir::Write] {
+            set_socket_timeout(fd, dir, self.timeout_cell(dir).load(Ordering::Relaxed))?;
+        }
+        set_nonblocking(fd, false)?;
         // `Io` has a Drop impl; move the value out without running it.
         let this = std::mem::ManuallyDrop::new(self);
         // SAFETY: `this` is never used or dropped again, so `options` is
@@ -354,6 +367,69 @@ impl<S: AsRawFd> Drop for Io<S> {
 
 pub(crate) fn timed_out() -> io::Error {
     io::Error::new(io::ErrorKind::TimedOut, "operation timed out")
+}
+
+fn timeout_option(dir: Dir) -> libc::c_int {
+    match dir {
+        Dir::Read => libc::SO_RCVTIMEO,
+        Dir::Write => libc::SO_SNDTIMEO,
+    }
+}
+
+/// The socket's own timeout in `dir` in nanoseconds; 0 for none, and for
+/// a descriptor that is not a socket.
+fn socket_timeout(fd: RawFd, dir: Dir) -> u64 {
+    let mut tv = libc::timeval {
+        tv_sec: 0,
+        tv_usec: 0,
+    };
+    let mut len = size_of::<libc::timeval>() as libc::socklen_t;
+    // SAFETY: `tv` and `len` are live and sized for the option; an invalid
+    // or non-socket `fd` is an error return, checked below.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            timeout_option(dir),
+            (&mut tv as *mut libc::timeval).cast(),
+            &mut len,
+        )
+    };
+    if r != 0 {
+        return 0;
+    }
+    let secs = u64::try_from(tv.tv_sec).unwrap_or(0);
+    let micros = u64::try_from(tv.tv_usec).unwrap_or(0);
+    secs.saturating_mul(1_000_000_000)
+        .saturating_add(micros * 1_000)
+}
+
+/// Sets the socket's own timeout in `dir` (0: none), rounded up to whole
+/// microseconds, so never shorter than ours (the kernel then rounds to its
+/// clock ticks). A descriptor that is not a socket has none to set.
+fn set_socket_timeout(fd: RawFd, dir: Dir, nanos: u64) -> io::Result<()> {
+    let micros = nanos.div_ceil(1_000);
+    let tv = libc::timeval {
+        tv_sec: (micros / 1_000_000).min(libc::time_t::MAX as u64) as libc::time_t,
+        tv_usec: (micros % 1_000_000) as libc::suseconds_t,
+    };
+    // SAFETY: `tv` is a live timeval of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            timeout_option(dir),
+            (&tv as *const libc::timeval).cast(),
+            size_of::<libc::timeval>() as libc::socklen_t,
+        )
+    };
+    match r {
+        0 => Ok(()),
+        _ => match io::Error::last_os_error() {
+            e if e.raw_os_error() == Some(libc::ENOTSOCK) => Ok(()),
+            e => Err(e),
+        },
+    }
 }
 
 /// Sets or clears `O_NONBLOCK`.

@@ -321,3 +321,54 @@ fn vectored_transfers_of_many_buffers_move_a_prefix_as_std() {
     check(&slices);
     rt().block_on(|| check(&slices));
 }
+
+#[test]
+fn timeouts_travel_with_the_socket_across_std_conversions() {
+    // std keeps a timeout in the socket (SO_RCVTIMEO, SO_SNDTIMEO), so it
+    // survives any wrapping; ours must too, both ways.
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(60))).unwrap();
+    let ours = TcpStream::from_std(s).unwrap();
+    assert_eq!(
+        ours.read_timeout().unwrap(),
+        Some(Duration::from_millis(60))
+    );
+    assert_eq!(ours.write_timeout().unwrap(), None);
+    // And it is in force: a read with nothing to read times out.
+    let (ours, took, err) = rt().block_on(move || {
+        let mut ours = ours;
+        let start = Instant::now();
+        let err = ours.read(&mut [0u8; 8]).unwrap_err();
+        (ours, start.elapsed(), err)
+    });
+    assert_eq!(err.kind(), ErrorKind::TimedOut, "{err}");
+    assert!(took >= Duration::from_millis(60), "woke early: {took:?}");
+
+    ours.set_read_timeout(None).unwrap();
+    // Whole milliseconds: the kernel keeps these timeouts in clock ticks
+    // (std reads back 4 ms for 3 us at 250 Hz).
+    ours.set_write_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let back = ours.into_std().unwrap();
+    assert_eq!(back.read_timeout().unwrap(), None);
+    assert_eq!(
+        back.write_timeout().unwrap(),
+        Some(Duration::from_millis(20))
+    );
+
+    let u = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    u.set_write_timeout(Some(Duration::from_secs(7))).unwrap();
+    let u = corun_netpoll::UdpSocket::from_std(u).unwrap();
+    assert_eq!(u.write_timeout().unwrap(), Some(Duration::from_secs(7)));
+    u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let u = u.into_std().unwrap();
+    assert_eq!(u.read_timeout().unwrap(), Some(Duration::from_secs(5)));
+
+    let (a, _b) = std::os::unix::net::UnixStream::pair().unwrap();
+    a.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    let a = UnixStream::from_std(a).unwrap();
+    assert_eq!(a.read_timeout().unwrap(), Some(Duration::from_secs(3)));
+    a.set_read_timeout(None).unwrap();
+    assert_eq!(a.into_std().unwrap().read_timeout().unwrap(), None);
+}
