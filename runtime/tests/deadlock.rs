@@ -240,18 +240,24 @@ fn sleepers_are_not_a_deadlock() {
     assert!(text(&out.stdout).contains("done"));
 }
 
-fn an_endless_sleep_is_not_a_deadlock() {
-    // Go arms a timer even for a sleep past its clock's end, so checkdead
-    // stays silent; so must we. Detection takes ~100-200 ms: a second and a
-    // half of silence shows it did not fire. The child is then killed.
-    let (out, killed) = run_child("endless", &[], Duration::from_millis(1500));
+/// Runs a child that must stay silent: detection takes ~100-200 ms, so a
+/// second and a half without a report shows it did not fire. The child is
+/// then killed.
+fn assert_not_reported(which: &str) {
+    let (out, killed) = run_child(which, &[], Duration::from_millis(1500));
     assert!(
         killed,
-        "child exited: {:?} {}",
+        "{which}: child exited: {:?} {}",
         out.status,
         text(&out.stderr)
     );
     assert!(!text(&out.stderr).contains("deadlock"));
+}
+
+fn an_endless_sleep_is_not_a_deadlock() {
+    // Go arms a timer even for a sleep past its clock's end, so checkdead
+    // stays silent; so must we.
+    assert_not_reported("endless");
 }
 
 fn foreign_thread_may_wake() {
@@ -262,16 +268,7 @@ fn foreign_thread_may_wake() {
 }
 
 fn detection_can_be_turned_off() {
-    // Detection takes ~100-200 ms; a second and a half of silence shows it
-    // is off. The child is then killed.
-    let (out, killed) = run_child("off", &[], Duration::from_millis(1500));
-    assert!(
-        killed,
-        "child exited: {:?} {}",
-        out.status,
-        text(&out.stderr)
-    );
-    assert!(!text(&out.stderr).contains("deadlock"));
+    assert_not_reported("off");
     // Every usual spelling of "off" turns it off (a value it cannot read
     // is reported, not silently taken for "on").
     for off in ["0", "false", "off", "no", " FALSE "] {
