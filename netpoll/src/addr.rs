@@ -97,7 +97,7 @@ pub(crate) fn connect_tcp(
     }
     // SAFETY: `fd` is a fresh descriptor that nothing else owns.
     let owned = unsafe { OwnedFd::from_raw_fd(fd) };
-    let io = Io::new(StdTcpStream::from(owned))?;
+    let io = Io::fresh(StdTcpStream::from(owned))?;
     let (storage, len) = sockaddr(addr);
     // SAFETY: `storage` holds a valid address of length `len`.
     let rc = unsafe { libc::connect(fd, (&raw const storage).cast(), len) };

@@ -75,6 +75,12 @@ impl<S: AsRawFd> Io<S> {
         Io::with_options(inner, Arc::new(options))
     }
 
+    /// As [`Io::new`], for a socket this crate has just created, which has
+    /// no timeouts to carry over: spares the two `getsockopt` calls.
+    pub(crate) fn fresh(inner: S) -> io::Result<Io<S>> {
+        Io::with_options(inner, Arc::default())
+    }
+
     /// Wraps `inner`, a duplicate of this handle's descriptor (`try_clone`),
     /// sharing this handle's timeouts and non-blocking mode.
     pub(crate) fn clone_with(&self, inner: S) -> io::Result<Io<S>> {
