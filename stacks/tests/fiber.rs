@@ -4,13 +4,18 @@
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::sync::Mutex;
+use std::sync::{Mutex, MutexGuard};
 
 use corun_stacks::fiber::{Fiber, Resumed, in_fiber, suspend};
 use corun_stacks::{Stack, stats};
 
-/// The pool's counts are process-wide: tests that read them take turns.
-static COUNTS: Mutex<()> = Mutex::new(());
+/// The pool's counts are process-wide: every test that reads them or
+/// takes a stack takes a turn. A failed test's turn does not fail the
+/// others (they would only report its poison).
+fn turn() -> MutexGuard<'static, ()> {
+    static COUNTS: Mutex<()> = Mutex::new(());
+    COUNTS.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn a_fiber_is_one_pointer() {
@@ -41,7 +46,7 @@ fn deep(bytes: usize) -> u64 {
 
 #[test]
 fn the_deepest_frames_leave_the_state_intact() {
-    let _turn = COUNTS.lock().unwrap();
+    let _turn = turn();
     let stack = Stack::new(128 * 1024).unwrap();
     let top = stack.top();
     let mut f = Fiber::new(stack, || {
@@ -79,7 +84,7 @@ fn dropping_a_suspended_fiber_unwinds_it_in_its_own_context() {
             self.0.set(Some(in_fiber()));
         }
     }
-    let _turn = COUNTS.lock().unwrap();
+    let _turn = turn();
     let seen = Rc::new(Cell::new(None));
     let in_use = stats().in_use;
     let probe = Probe(seen.clone());
@@ -98,7 +103,7 @@ fn dropping_a_suspended_fiber_unwinds_it_in_its_own_context() {
 
 #[test]
 fn a_fiber_dropped_before_its_first_resume_gives_its_stack_back() {
-    let _turn = COUNTS.lock().unwrap();
+    let _turn = turn();
     let in_use = stats().in_use;
     let f = Fiber::new(Stack::new(64 * 1024).unwrap(), || unreachable!());
     assert!(!f.is_started());
@@ -109,7 +114,7 @@ fn a_fiber_dropped_before_its_first_resume_gives_its_stack_back() {
 #[test]
 fn functions_of_any_size_start_and_are_dropped_once() {
     // Takes stacks from the pool, which other tests count.
-    let _turn = COUNTS.lock().unwrap_or_else(|e| e.into_inner());
+    let _turn = turn();
     // Around the size above which `Fiber::new` boxes the function.
     const MAX_INLINE_FUNCTION: usize = 512;
     struct Counted(Rc<Cell<u32>>);
@@ -158,6 +163,8 @@ fn an_unstarted_fiber_is_dropped_in_the_droppers_context() {
             self.0.set(corun_stacks::remaining_stack());
         }
     }
+    // Takes a stack from the pool, which other tests count.
+    let _turn = turn();
     let seen = Rc::new(Cell::new(None));
     let probe = Probe(seen.clone());
     let f = Fiber::new(Stack::new(64 * 1024).unwrap(), move || {
