@@ -330,7 +330,7 @@ fn batch_guards(run: &mut [Carved]) {
         // Out of memory for page tables may pass; the slots are guarded one
         // by one, which reports it.
         Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {}
-        // Kernels before 6.15 (no self pidfd: EBADF), before 6.13 (EINVAL)
+        // Kernels without the self pidfd (EBADF) or guard markers (EINVAL)
         // and seccomp profiles (EPERM, ENOSYS) refuse every such call.
         Err(_) => GUARD_BATCHING.store(false, Ordering::Relaxed),
     }
@@ -516,6 +516,13 @@ mod tests {
                 assert!(unreadable(base + guard_size() - 1), "guard too short");
                 assert!(!unreadable(base + guard_size()), "guard too long");
             }
+        }
+        // Where the kernel takes batches, the runs above went as batches.
+        let Carved::Unguarded { base, .. } = alloc.carve().unwrap() else {
+            panic!("a fresh slot came guarded");
+        };
+        if os::guard_install_many(&[base], guard_size()).is_ok() {
+            assert!(GUARD_BATCHING.load(Ordering::Relaxed), "batching given up");
         }
     }
 

@@ -55,10 +55,13 @@ pub fn guard_install(addr: usize, len: usize) -> io::Result<()> {
     }
 }
 
-/// `PIDFD_SELF_THREAD_GROUP` (Linux >= 6.15): names the calling process in
-/// pidfd system calls without an open pidfd, which a forked child would
-/// inherit still naming its parent.
-const PIDFD_SELF_PROCESS: libc::c_int = -10001;
+/// `PIDFD_SELF_THREAD`: names the calling thread, so its process's memory,
+/// in pidfd system calls without an open pidfd (which a forked child would
+/// inherit still naming its parent). Kernels that predate the sentinel
+/// (it is newer than 6.13's guard markers; this 6.18 kernel has it) refuse
+/// it with `EBADF`. Its process-wide sibling is not used: one early
+/// version of the patch numbered it differently.
+const PIDFD_SELF_THREAD: libc::c_int = -10000;
 
 /// Most ranges one [`guard_install_many`] call takes (the kernel's
 /// `UIO_MAXIOV` is 1024).
@@ -67,8 +70,8 @@ pub const GUARD_BATCH_MAX: usize = 64;
 /// Installs guard markers over `[base, base + len)` for every base with one
 /// `process_madvise` call on this process. Returns how many ranges, from the
 /// first, have their guard: the kernel stops at the first range that fails,
-/// and a failure before any range is done is an error. Kernels before 6.15
-/// (no self pidfd) and seccomp profiles refuse the call as a whole.
+/// and a failure before any range is done is an error. Kernels without the
+/// self pidfd and seccomp profiles refuse the call as a whole.
 pub fn guard_install_many(bases: &[usize], len: usize) -> io::Result<usize> {
     let mut iov = [libc::iovec {
         iov_base: std::ptr::null_mut(),
@@ -87,7 +90,7 @@ pub fn guard_install_many(bases: &[usize], len: usize) -> io::Result<usize> {
     let r = unsafe {
         libc::syscall(
             libc::SYS_process_madvise,
-            PIDFD_SELF_PROCESS,
+            PIDFD_SELF_THREAD,
             iov.as_ptr(),
             n,
             MADV_GUARD_INSTALL,
