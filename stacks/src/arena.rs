@@ -21,7 +21,7 @@
 //! `CHUNK_COUNT` with release ordering.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use crate::os;
 
@@ -265,77 +265,6 @@ impl Carved {
     }
 }
 
-/// Whether several guards may go in one `process_madvise` call: cleared for
-/// good the first time the kernel refuses that call as a whole.
-static GUARD_BATCHING: AtomicBool = AtomicBool::new(true);
-
-impl Carved {
-    /// Installs the guards of every unguarded slot in `run`, several per
-    /// system call where the kernel allows it: a guard costs ~0.6 us of
-    /// page-table work either way, but one call per run saves the entry,
-    /// the mapping lookup and the walk from the top of the page tables for
-    /// all slots but the first. On return every slot whose guard is in place
-    /// is `Guarded`; the others stay `Unguarded`, and the first error is
-    /// returned.
-    pub fn guard_all(run: &mut [Carved]) -> Option<io::Error> {
-        if run.len() > 1 && guard_mode() == GuardMode::Madvise {
-            batch_guards(run);
-        }
-        let mut first_error = None;
-        for carved in run.iter_mut() {
-            match carved.guard() {
-                Ok(top) => *carved = Carved::Guarded(top),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        first_error
-    }
-}
-
-/// The batched part of [`Carved::guard_all`]: marks the slots it guarded.
-fn batch_guards(run: &mut [Carved]) {
-    if !GUARD_BATCHING.load(Ordering::Relaxed) {
-        return;
-    }
-    let mut bases = [0usize; os::GUARD_BATCH_MAX];
-    let mut at = [0usize; os::GUARD_BATCH_MAX];
-    let mut n = 0;
-    for (i, carved) in run.iter().enumerate() {
-        if let Carved::Unguarded { base, .. } = *carved
-            && n < os::GUARD_BATCH_MAX
-        {
-            bases[n] = base;
-            at[n] = i;
-            n += 1;
-        }
-    }
-    match os::guard_install_many(&bases[..n], guard_size()) {
-        Ok(done) => {
-            for &i in &at[..done] {
-                if let Carved::Unguarded { top, .. } = run[i] {
-                    run[i] = Carved::Guarded(top);
-                }
-            }
-            if done > 0 {
-                let _ = GUARD_MODE.compare_exchange(
-                    MODE_UNSET,
-                    MODE_MADVISE,
-                    Ordering::AcqRel,
-                    Ordering::Acquire,
-                );
-            }
-        }
-        // Out of memory for page tables may pass; the slots are guarded one
-        // by one, which reports it.
-        Err(e) if e.raw_os_error() == Some(libc::ENOMEM) => {}
-        // Kernels without the self pidfd (EBADF) or guard markers (EINVAL)
-        // and seccomp profiles (EPERM, ENOSYS) refuse every such call.
-        Err(_) => GUARD_BATCHING.store(false, Ordering::Relaxed),
-    }
-}
-
 /// Hands out slots of one usable size. Owned by the pool under its lock.
 pub struct SlotAllocator {
     size: usize,
@@ -480,50 +409,6 @@ mod tests {
             panic!("a guarded slot was handed out as if returned");
         };
         assert_eq!(next, base + alloc.slot_size());
-    }
-
-    /// True if the byte at `addr` cannot be read: `write(2)` from it into a
-    /// pipe fails with EFAULT instead of faulting the process.
-    fn unreadable(addr: usize) -> bool {
-        let mut fds = [0; 2];
-        // SAFETY: plain pipe creation into a local array.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        // SAFETY: write(2) only reads `addr` from the kernel side; a guarded
-        // address makes it return EFAULT. Both fds are ours, closed below.
-        let r = unsafe { libc::write(fds[1], addr as *const libc::c_void, 1) };
-        let err = io::Error::last_os_error().raw_os_error();
-        // SAFETY: closing the fds we opened.
-        unsafe {
-            libc::close(fds[0]);
-            libc::close(fds[1]);
-        }
-        r == -1 && err == Some(libc::EFAULT)
-    }
-
-    #[test]
-    fn a_run_is_guarded_whole_with_batching_and_without() {
-        let mut alloc = SlotAllocator::new(16 * 1024);
-        for batching in [true, false, true] {
-            GUARD_BATCHING.store(batching, Ordering::Relaxed);
-            let mut run: Vec<Carved> = (0..20).map(|_| alloc.carve().unwrap()).collect();
-            assert!(Carved::guard_all(&mut run).is_none());
-            for carved in &run {
-                let Carved::Guarded(top) = *carved else {
-                    panic!("a slot of the run was left unguarded: {carved:?}");
-                };
-                let base = top - alloc.slot_size();
-                assert!(unreadable(base), "guard missing at {base:#x}");
-                assert!(unreadable(base + guard_size() - 1), "guard too short");
-                assert!(!unreadable(base + guard_size()), "guard too long");
-            }
-        }
-        // Where the kernel takes batches, the runs above went as batches.
-        let Carved::Unguarded { base, .. } = alloc.carve().unwrap() else {
-            panic!("a fresh slot came guarded");
-        };
-        if os::guard_install_many(&[base], guard_size()).is_ok() {
-            assert!(GUARD_BATCHING.load(Ordering::Relaxed), "batching given up");
-        }
     }
 
     #[test]

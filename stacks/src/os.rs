@@ -55,54 +55,6 @@ pub fn guard_install(addr: usize, len: usize) -> io::Result<()> {
     }
 }
 
-/// `PIDFD_SELF_THREAD`: names the calling thread, so its process's memory,
-/// in pidfd system calls without an open pidfd (which a forked child would
-/// inherit still naming its parent). Kernels that predate the sentinel
-/// (it is newer than 6.13's guard markers; this 6.18 kernel has it) refuse
-/// it with `EBADF`. Its process-wide sibling is not used: one early
-/// version of the patch numbered it differently.
-const PIDFD_SELF_THREAD: libc::c_int = -10000;
-
-/// Most ranges one [`guard_install_many`] call takes (the kernel's
-/// `UIO_MAXIOV` is 1024).
-pub const GUARD_BATCH_MAX: usize = 64;
-
-/// Installs guard markers over `[base, base + len)` for every base with one
-/// `process_madvise` call on this process. Returns how many ranges, from the
-/// first, have their guard: the kernel stops at the first range that fails,
-/// and a failure before any range is done is an error. Kernels without the
-/// self pidfd and seccomp profiles refuse the call as a whole.
-pub fn guard_install_many(bases: &[usize], len: usize) -> io::Result<usize> {
-    let mut iov = [libc::iovec {
-        iov_base: std::ptr::null_mut(),
-        iov_len: 0,
-    }; GUARD_BATCH_MAX];
-    let n = bases.len().min(GUARD_BATCH_MAX);
-    for (v, &base) in iov.iter_mut().zip(&bases[..n]) {
-        *v = libc::iovec {
-            iov_base: base as *mut libc::c_void,
-            iov_len: len,
-        };
-    }
-    // SAFETY: the kernel only reads `n` iovecs from our array; each range is
-    // inside one of our own anonymous mappings and holds no Rust objects (as
-    // for `guard_install`).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_process_madvise,
-            PIDFD_SELF_THREAD,
-            iov.as_ptr(),
-            n,
-            MADV_GUARD_INSTALL,
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(r as usize / len)
-}
-
 /// Makes `[addr, addr + len)` inaccessible with `mprotect`, the fallback guard.
 /// This splits the mapping: two more entries in `/proc/self/maps`.
 pub fn protect_none(addr: usize, len: usize) -> io::Result<()> {

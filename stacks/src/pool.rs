@@ -43,11 +43,6 @@ use crate::os;
 pub const HOT_WINDOW: usize = 16 * 1024;
 
 const THREAD_CACHE_MAX: usize = 32;
-/// New slots a thread carves at once when nothing is pooled: their guards
-/// go in with one system call, and the thread works in its own stretch of
-/// the arena, so two threads taking new stacks do not contend for the lock
-/// of one page table.
-const CARVE_RUN: usize = 16;
 const GLOBAL_HOT_MAX: usize = 1024;
 const TRIM_INTERVAL: Duration = Duration::from_millis(100);
 
@@ -293,23 +288,14 @@ pub fn acquire(size: usize) -> io::Result<usize> {
                 counts.add_cached(got as isize - 1);
                 return Some(Ok(top));
             }
-            // Nothing pooled: carve a run of new slots, guard them together
-            // outside the lock, keep one and cache the rest.
-            let run = carve_run(pool);
+            let carved = pool.alloc.carve();
             drop(pools);
-            match guard_run(run, size) {
-                Ok(mut tops) => {
-                    let top = tops.pop().expect("a guarded run is not empty");
-                    counts.add_cached(tops.len() as isize);
-                    entry.tops.extend(tops);
-                    note_peak();
-                    Some(Ok(top))
-                }
-                Err(e) => {
-                    counts.add_in_use(-1);
-                    Some(Err(e))
-                }
+            let fresh = guard_carved(carved, size);
+            match fresh {
+                Ok(_) => note_peak(),
+                Err(_) => counts.add_in_use(-1),
             }
+            Some(fresh)
         })
         .ok()
         .flatten();
@@ -331,56 +317,20 @@ fn take_from_global(size: usize) -> io::Result<usize> {
         GLOBAL_CACHED.fetch_sub(1, Ordering::Relaxed);
         return Ok(top);
     }
-    let carved = pool.alloc.carve().map(|c| vec![c]);
+    let carved = pool.alloc.carve();
     drop(pools);
-    let mut tops = guard_run(carved, size)?;
-    Ok(tops.pop().expect("a guarded run is not empty"))
+    guard_carved(carved, size)
 }
 
-/// Takes up to `CARVE_RUN` slots from the allocator (one where each guard
-/// is a mapping of its own). Fails only if not even one can be had.
-fn carve_run(pool: &mut SizePool) -> io::Result<Vec<Carved>> {
-    let want = match arena::guard_mode() {
-        GuardMode::Madvise => CARVE_RUN,
-        // Guards spend the mapping budget: none for slots nobody asked for.
-        GuardMode::Mprotect => 1,
-    };
-    let mut run = Vec::with_capacity(want);
-    while run.len() < want {
-        match pool.alloc.carve() {
-            Ok(carved) => run.push(carved),
-            Err(e) if run.is_empty() => return Err(e),
-            Err(_) => break,
-        }
-    }
-    Ok(run)
-}
-
-/// Finishes a carve outside the pool lock: new slots get their guards here.
-/// Returns the tops of the guarded slots; a slot whose guard failed goes
-/// back to the allocator, and with none guarded the error is returned.
-fn guard_run(run: io::Result<Vec<Carved>>, size: usize) -> io::Result<Vec<usize>> {
-    let mut run = run?;
-    let error = Carved::guard_all(&mut run);
-    let mut tops = Vec::with_capacity(run.len());
-    let mut failed = Vec::new();
-    for carved in run {
-        match carved {
-            Carved::Guarded(top) => tops.push(top),
-            unguarded => failed.push(unguarded),
-        }
-    }
-    if !failed.is_empty() {
-        let mut pools = global();
-        let alloc = &mut size_pool(&mut pools, size).alloc;
-        for carved in failed {
-            alloc.return_unguarded(carved);
-        }
-    }
-    match error {
-        Some(e) if tops.is_empty() => Err(e),
-        _ => Ok(tops),
-    }
+/// Finishes a carve outside the pool lock: a new slot gets its guard here,
+/// and goes back to the allocator if that fails.
+fn guard_carved(carved: io::Result<Carved>, size: usize) -> io::Result<usize> {
+    let carved = carved?;
+    carved.guard().inspect_err(|_| {
+        size_pool(&mut global(), size)
+            .alloc
+            .return_unguarded(carved)
+    })
 }
 
 /// Returns a stack to the calling thread's cache, spilling the older half to
