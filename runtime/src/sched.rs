@@ -433,6 +433,14 @@ impl Shared {
             .saturating_add(1)
     }
 
+    /// The instant that `nanos_at` made `when` (or one a nanosecond later:
+    /// never earlier); `None` for the saturated "never".
+    pub(crate) fn instant_of(&self, when: u64) -> Option<Instant> {
+        (when != u64::MAX)
+            .then(|| self.start.checked_add(Duration::from_nanos(when)))
+            .flatten()
+    }
+
     /// A clock sysmon advances on every tick: cheap, for introspection.
     pub(crate) fn coarse_now(&self) -> u64 {
         self.coarse.load(Ordering::Relaxed)
@@ -876,7 +884,7 @@ impl Shared {
             drop(p.take_runnext());
             // SAFETY: every M has exited; nobody else holds any P.
             while unsafe { p.local() }.pop().is_some() {}
-            p.timers.clear();
+            p.timers.drain_at_shutdown(self);
         }
         self.registry.abandon_all();
     }

@@ -183,16 +183,35 @@ impl Timers {
         self.lock().entries.len()
     }
 
-    /// Removes every entry (runtime shutdown).
-    pub(crate) fn clear(&self) {
+    /// Empties the queue at runtime shutdown.
+    ///
+    /// A callback still armed moves to the global runtime's timers with its
+    /// deadline: a [`Timer`] runs once at its deadline unless cancelled, and
+    /// whoever waits for it (a thread blocked on a context's `done()`) must
+    /// not hang because the runtime that armed it is gone. (Cancelled from
+    /// then on, it stays queued there until its deadline, as nobody counts
+    /// it stale; it does not run.) Wake entries
+    /// belong to coroutines that shutdown abandons, and a callback whose
+    /// deadline lies past the clock's range could never run: those are
+    /// dropped here with what they captured, which is user code and may
+    /// panic. Shutdown must go on to complete the coroutines, so each is
+    /// dropped alone and a panic is swallowed (the hook has reported it).
+    pub(crate) fn drain_at_shutdown(&self, shared: &Shared) {
         let entries = self.lock().entries.take_all();
         self.next_when.store(NONE, Ordering::Release);
-        // A callback that never fired, whose `Timer` is gone, is dropped
-        // here with what it captured: user code, which may panic. Shutdown
-        // must go on to complete the coroutines, so each is dropped alone
-        // and a panic is swallowed (the hook has reported it).
-        for entry in entries {
-            crate::task::drop_caught(entry);
+        for (when, entry) in entries {
+            match entry {
+                Kind::Callback(cb) if !cb.cancelled.load(Ordering::Acquire) => {
+                    match shared.instant_of(when) {
+                        Some(deadline) => {
+                            let global = crate::runtime::global_shared();
+                            global.timers_here().add_callback(global, deadline, cb);
+                        }
+                        None => crate::task::drop_caught(cb),
+                    }
+                }
+                other => crate::task::drop_caught(other),
+            }
         }
     }
 }
@@ -208,7 +227,8 @@ pub(crate) struct Callback {
 /// short and must not block (waking coroutines, sending on a channel with
 /// room, cancelling a context are fine). No thread or coroutine is spent per
 /// timer. A callback that panics is reported by the panic hook and costs
-/// only itself, as a panicking coroutine does.
+/// only itself, as a panicking coroutine does. If its runtime is dropped
+/// first, the timer moves to the global runtime and fires there, on time.
 ///
 /// ```
 /// use std::time::{Duration, Instant};

@@ -115,10 +115,14 @@ impl<T> TimerQueue<T> {
         self.heap.retain(|s| keep(&s.item));
     }
 
-    /// Empties the queue, handing back what it held.
-    pub(crate) fn take_all(&mut self) -> Vec<T> {
-        let mut all: Vec<T> = self.run.drain(..).map(|s| s.item).collect();
-        all.extend(std::mem::take(&mut self.heap).into_iter().map(|s| s.item));
+    /// Empties the queue, handing back what it held with its deadline.
+    pub(crate) fn take_all(&mut self) -> Vec<(u64, T)> {
+        let mut all: Vec<(u64, T)> = self.run.drain(..).map(|s| (s.when, s.item)).collect();
+        all.extend(
+            std::mem::take(&mut self.heap)
+                .into_iter()
+                .map(|s| (s.when, s.item)),
+        );
         all
     }
 }
@@ -158,7 +162,7 @@ mod tests {
         q.push(6, 6);
         let mut all = q.take_all();
         all.sort();
-        assert_eq!(all, [6, 7]);
+        assert_eq!(all, [(6, 6), (7, 7)]);
         assert_eq!(q.len(), 0);
     }
 

@@ -238,6 +238,43 @@ fn cancelled_timers_do_not_accumulate() {
     assert!(rt.stats().timers <= 64, "{:?}", rt.stats());
 }
 
+/// A runtime dropped with timers armed hands their callbacks to the global
+/// runtime with their deadlines: one still runs at its time, never before,
+/// and one cancelled after the drop never runs.
+#[test]
+fn timers_armed_on_a_dropped_runtime_still_fire_at_their_deadline() {
+    let rt = Runtime::builder().workers(1).build().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let cancelled_ran = Arc::new(AtomicBool::new(false));
+    let flag = cancelled_ran.clone();
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let (kept, cancelled) = rt.block_on(move || {
+        let kept = corun_runtime::Timer::at(deadline, move || tx.send(Instant::now()).unwrap());
+        let cancelled =
+            corun_runtime::Timer::at(deadline, move || flag.store(true, Ordering::SeqCst));
+        (kept, cancelled)
+    });
+    drop(rt);
+    // Liveness bound, so that what follows tests the hand-over and not a
+    // timer the dropped runtime fired itself.
+    assert!(Instant::now() < deadline, "dropping a runtime took 2 s");
+    assert!(
+        cancelled.cancel(),
+        "a handed-over timer can still be cancelled"
+    );
+    let fired = rx
+        .recv_timeout(Duration::from_secs(30))
+        .expect("a timer of a dropped runtime never fired");
+    assert!(fired >= deadline, "fired {:?} early", deadline - fired);
+    assert!(!kept.cancel(), "it fired");
+    // Both entries had the same deadline: the cancelled one is due too.
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        !cancelled_ran.load(Ordering::SeqCst),
+        "a cancelled timer ran"
+    );
+}
+
 /// A wake that arrives while the coroutine sits in the run queue after a
 /// yield (here: between checking its condition and parking) is kept for
 /// the next park, as `thread::park`'s token is: the park returns at once.

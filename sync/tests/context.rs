@@ -129,3 +129,25 @@ fn no_timers_left_after_cancel() {
         cancel_root.cancel();
     });
 }
+
+/// A deadline outlives the runtime it was set on: its timer moves to the
+/// global runtime, and a thread waiting on `done()` is released when it
+/// passes, not before.
+#[test]
+fn a_deadline_set_on_a_dropped_runtime_still_expires() {
+    within(Duration::from_secs(30), || {
+        let rt = corun_runtime::Runtime::builder()
+            .workers(1)
+            .build()
+            .unwrap();
+        let start = Instant::now();
+        let deadline = start + Duration::from_secs(1);
+        let (ctx, _cancel) = rt.block_on(|| Context::background().with_deadline(deadline));
+        drop(rt);
+        assert!(Instant::now() < deadline, "dropping a runtime took 1 s");
+        assert_eq!(ctx.err(), None);
+        assert!(ctx.done().recv().is_err(), "done() is closed, not sent on");
+        not_early(start, Duration::from_secs(1));
+        assert_eq!(ctx.err(), Some(ContextError::DeadlineExceeded));
+    });
+}
