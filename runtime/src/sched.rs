@@ -433,8 +433,8 @@ impl Shared {
             .saturating_add(1)
     }
 
-    /// The instant that `nanos_at` made `when` (or one a nanosecond later:
-    /// never earlier); `None` for the saturated "never".
+    /// The deadline that `nanos_at` made `when`, plus the nanosecond it
+    /// rounded up by (so never earlier); `None` for the saturated "never".
     pub(crate) fn instant_of(&self, when: u64) -> Option<Instant> {
         (when != u64::MAX)
             .then(|| self.start.checked_add(Duration::from_nanos(when)))

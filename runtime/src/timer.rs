@@ -190,12 +190,12 @@ impl Timers {
     /// whoever waits for it (a thread blocked on a context's `done()`) must
     /// not hang because the runtime that armed it is gone. (Cancelled from
     /// then on, it stays queued there until its deadline, as nobody counts
-    /// it stale; it does not run.) Wake entries
-    /// belong to coroutines that shutdown abandons, and a callback whose
-    /// deadline lies past the clock's range could never run: those are
-    /// dropped here with what they captured, which is user code and may
-    /// panic. Shutdown must go on to complete the coroutines, so each is
-    /// dropped alone and a panic is swallowed (the hook has reported it).
+    /// it stale; it does not run.) Wake entries belong to coroutines that
+    /// shutdown abandons, and a callback whose deadline lies past the
+    /// clock's range could never run: those are dropped here with what they
+    /// captured, which is user code and may panic. Shutdown must go on to
+    /// complete the coroutines, so each is dropped alone and a panic is
+    /// swallowed (the hook has reported it).
     pub(crate) fn drain_at_shutdown(&self, shared: &Shared) {
         let entries = self.lock().entries.take_all();
         self.next_when.store(NONE, Ordering::Release);
