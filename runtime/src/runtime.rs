@@ -36,7 +36,9 @@ pub const DEFAULT_MAX_THREADS: usize = 10_000;
 /// Dropping a built runtime stops its workers; coroutines that have not
 /// finished are completed with an error without running further (their
 /// joiners get `Err`), as goroutines simply stop when a Go program exits.
-/// The drop waits for each worker thread to leave the coroutine it is
+/// Its [`Timer`](crate::Timer) callbacks still armed (a `Context`'s
+/// deadline) move to the global runtime, starting it if need be, and fire
+/// there at their deadlines. The drop waits for each worker thread to leave the coroutine it is
 /// running: one that never reaches a yield point, or sits in a long
 /// `blocking()` call, holds the drop up until it switches away.
 ///
