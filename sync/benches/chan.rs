@@ -5,7 +5,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use corun_runtime::Runtime;
-use corun_sync::chan::{Receiver, Sender, bounded, select};
+use corun_sync::chan::{Receiver, Sender, bounded, select, unbounded};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
 fn rt() -> &'static Runtime {
@@ -43,15 +43,15 @@ fn pingpong(c: &mut Criterion) {
 }
 
 /// 4 producers x 4 consumers on one channel: time per message.
-fn mpmc(c: &mut Criterion, cap: usize) {
+fn mpmc(c: &mut Criterion, name: &str, channel: fn() -> (Sender<u64>, Receiver<u64>)) {
     let mut g = c.benchmark_group("chan");
     g.measurement_time(Duration::from_secs(3)).sample_size(20);
     g.throughput(Throughput::Elements(1));
-    g.bench_function(format!("mpmc_4x4_cap{cap}_per_msg"), |b| {
+    g.bench_function(format!("mpmc_4x4_{name}_per_msg"), |b| {
         b.iter_custom(|iters| {
             rt().block_on(move || {
                 let per = iters.div_ceil(4);
-                let (s, r) = bounded::<u64>(cap);
+                let (s, r) = channel();
                 let start = Instant::now();
                 let producers: Vec<_> = (0..4)
                     .map(|_| {
@@ -84,11 +84,17 @@ fn mpmc(c: &mut Criterion, cap: usize) {
 }
 
 fn mpmc_buffered(c: &mut Criterion) {
-    mpmc(c, 1024);
+    mpmc(c, "cap1024", || bounded(1024));
 }
 
 fn mpmc_unbuffered(c: &mut Criterion) {
-    mpmc(c, 0);
+    mpmc(c, "cap0", || bounded(0));
+}
+
+/// As above on an unbounded channel, whose buffer grows as far as the
+/// producers get ahead. Go has no unbounded channel to compare with.
+fn mpmc_unbounded(c: &mut Criterion) {
+    mpmc(c, "unbounded", unbounded);
 }
 
 /// A receiver selecting over 4 unbuffered channels, fed round-robin by one
@@ -172,6 +178,7 @@ criterion_group!(
     pingpong,
     mpmc_buffered,
     mpmc_unbuffered,
+    mpmc_unbounded,
     select4,
     ring
 );

@@ -43,32 +43,16 @@ use std::time::Instant;
 
 use corun_runtime::{WaitReason, yield_point};
 
+use super::buffer::Buffer;
 use super::err::{
     RecvError, RecvTimeoutError, SendError, SendTimeoutError, TryRecvError, TrySendError,
 };
 use super::lock::{Guard, SpinLock};
-use super::ring::Ring;
 use super::select::Token;
 use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, Queue, Wakes, move_msg};
 
 /// `cap` of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
-
-/// Largest buffer allocated up front for a bounded channel.
-const PREALLOC: usize = 4096;
-
-/// A buffer that drains empty gives back memory beyond this (see
-/// `Chan::take_oldest`).
-const TRIM_BYTES: usize = 64 * 1024;
-
-/// Buffer capacity a new channel starts with, and an emptied one keeps.
-fn initial_capacity(cap: usize) -> usize {
-    if cap == UNBOUNDED {
-        0
-    } else {
-        cap.min(PREALLOC)
-    }
-}
 
 pub(crate) struct Chan<T> {
     inner: SpinLock<Inner<T>>,
@@ -125,7 +109,7 @@ impl<T> Drop for Locked<'_, T> {
 }
 
 struct Inner<T> {
-    buf: Ring<T>,
+    buf: Buffer<T>,
     /// Free slots promised to selected send operations not yet completed.
     res_send: usize,
     /// Buffered messages promised to selected receive operations.
@@ -173,7 +157,7 @@ impl<T> Chan<T> {
     pub(crate) fn new(cap: usize) -> Chan<T> {
         Chan {
             inner: SpinLock::new(Inner {
-                buf: Ring::with_capacity(initial_capacity(cap)),
+                buf: Buffer::new(cap),
                 res_send: 0,
                 res_recv: 0,
                 woken_recv: 0,
@@ -340,7 +324,7 @@ impl<T> Chan<T> {
     unsafe fn start_recv(&self, g: &mut Inner<T>, out: *mut T, wakes: &mut Wakes) -> RecvStart {
         if g.buf.len() > g.res_recv {
             // SAFETY: the caller's contract.
-            let took = unsafe { self.take_oldest(g, out) };
+            let took = unsafe { g.buf.pop_into(out) };
             assert!(took, "an unreserved message is buffered");
             if !g.sendq.is_empty() {
                 self.refill(g, wakes);
@@ -409,42 +393,13 @@ impl<T> Chan<T> {
             } else {
                 // SAFETY: claimed, not completed: the receiver's slot is
                 // ours to fill until the packet is published.
-                let took = unsafe { self.take_oldest(g, c.slot.cast::<T>()) };
+                let took = unsafe { g.buf.pop_into(c.slot.cast::<T>()) };
                 assert!(took, "an unreserved message is buffered");
                 // SAFETY: claimed, not completed.
                 unsafe { wakes.push(c.ctx, P_DONE) };
             }
         }
         progress
-    }
-
-    /// Moves the oldest buffered message to `out`; false if none is. A
-    /// buffer this empties gives back what a backlog grew it to beyond
-    /// `TRIM_BYTES`: the ring never shrinks by itself, so an unbounded
-    /// channel would hold its largest backlog's memory for good
-    /// (crossbeam's frees its blocks as they drain; Go's channels never
-    /// grow). A bounded channel keeps what it allocated up front.
-    ///
-    /// # Safety
-    /// `out` is valid for a write of a `T` and holds nothing to drop.
-    #[inline]
-    unsafe fn take_oldest(&self, g: &mut Inner<T>, out: *mut T) -> bool {
-        // SAFETY: the caller's contract.
-        let took = unsafe { g.buf.pop_into(out) };
-        if g.buf.is_empty() && g.buf.capacity() > self.trim_above() {
-            g.buf.shrink_to(initial_capacity(self.cap));
-        }
-        took
-    }
-
-    /// Buffer capacity above which an emptied buffer shrinks.
-    #[inline]
-    fn trim_above(&self) -> usize {
-        match size_of::<T>() {
-            // A buffer of zero-sized messages holds no memory.
-            0 => usize::MAX,
-            size => (TRIM_BYTES / size).max(initial_capacity(self.cap)),
-        }
     }
 
     /// Restores the invariants after reservations changed.
@@ -713,12 +668,12 @@ impl<T> Chan<T> {
         let mut wakes = Wakes::new();
         let mut g = self.lock();
         g.rx_gone = true;
-        let buf = std::mem::replace(&mut g.buf, Ring::with_capacity(0));
+        let buf = std::mem::replace(&mut g.buf, Buffer::new(0));
         g.sendq.claim_all(P_RETRY, &mut wakes);
         g.recvq.claim_all(P_RETRY, &mut wakes);
         drop(g);
         wakes.wake();
-        // Oldest first, outside the lock (see `Ring`'s drop).
+        // Oldest first, outside the lock (see `Buffer`'s drop).
         drop(buf);
     }
 
@@ -955,7 +910,7 @@ impl<T> Chan<T> {
                 g.res_recv -= 1;
                 g.woken_recv -= woken as usize;
                 // SAFETY: the caller's contract.
-                let took = unsafe { self.take_oldest(&mut g, out) };
+                let took = unsafe { g.buf.pop_into(out) };
                 assert!(took, "a reserved message is buffered");
                 self.pump(&mut g, &mut wakes);
                 drop(g);

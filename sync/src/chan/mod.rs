@@ -38,6 +38,7 @@
 mod at;
 #[macro_use]
 mod select_macro;
+mod buffer;
 mod core;
 mod err;
 pub(crate) mod lock;
