@@ -19,7 +19,7 @@
 //!   ring after it;
 //! - `oldest` is empty only if `newer` is, so a pop that finds `oldest`
 //!   empty knows the buffer is;
-//! - `len` is the number of messages in all rings;
+//! - `len` is the number of messages in all rings.
 //!
 //! Dropping the buffer drops its messages oldest first; if a destructor
 //! panics, the messages after it are leaked (see `Ring`).
@@ -169,8 +169,8 @@ impl<T> Buffer<T> {
             newest = self.newest();
         }
         // SAFETY: `newest` has room: it was not full, or is the ring just
-        // linked, of capacity at least 1 (`limit >= 1` for a channel that
-        // buffers). The rest is the caller's contract.
+        // linked, of capacity at least 1, as only channels with `limit >= 1`
+        // buffer. The rest is the caller's contract.
         unsafe { newest.push_from(src) };
         self.len += 1;
     }
