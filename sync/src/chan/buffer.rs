@@ -32,6 +32,8 @@ use super::ring::Ring;
 pub(crate) struct Buffer<T> {
     /// Where messages come out, and go in while there is no chain.
     oldest: Ring<T>,
+    /// The sum of the rings' lengths, kept so that `len`, which every send
+    /// and receive asks, is one load.
     len: usize,
     /// The channel's capacity (`usize::MAX`: unbounded).
     limit: usize,
@@ -118,11 +120,10 @@ impl<T> Buffer<T> {
         true
     }
 
-    /// `oldest` just drained: make the next ring the oldest, or give back
-    /// the memory a backlog grew the only ring to. A channel's buffer never
-    /// shrinks otherwise, so an unbounded channel would keep its largest
-    /// backlog's memory for good; a bounded channel keeps the ring it
-    /// allocated up front.
+    /// `oldest` just drained: free it and make the next ring the oldest, or,
+    /// if it is the only ring, give back the memory a backlog grew it to
+    /// (otherwise an idle unbounded channel would keep its largest ring for
+    /// good); a bounded channel keeps the ring it allocated up front.
     #[cold]
     fn advance(&mut self) {
         if let Some(next) = self.newer.pop_front() {

@@ -61,8 +61,9 @@ impl<T> Ring<T> {
         debug_assert!(!self.is_full());
         let i = self.physical(self.len);
         // SAFETY: the ring is not full (the caller's contract), so slot `i`
-        // is just past the occupied run and free (invariant); the caller hands the value over from memory
-        // outside the ring (its contract), so the two do not overlap.
+        // is just past the occupied run and free (invariant); the caller
+        // hands the value over from memory outside the ring (its contract),
+        // so the two do not overlap.
         unsafe { ptr::copy_nonoverlapping(src, self.slots[i].as_mut_ptr(), 1) };
         self.len += 1;
     }
