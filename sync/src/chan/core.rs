@@ -669,6 +669,12 @@ impl<T> Chan<T> {
         let mut g = self.lock();
         g.rx_gone = true;
         let buf = std::mem::replace(&mut g.buf, Buffer::new(0));
+        // Reservations of buffered messages go with them: none can be
+        // completed or cancelled now (a selected receive borrows a
+        // receiver), but one leaked with `mem::forget` would otherwise
+        // outnumber the empty buffer and underflow `len`.
+        g.res_recv = 0;
+        g.woken_recv = 0;
         g.sendq.claim_all(P_RETRY, &mut wakes);
         g.recvq.claim_all(P_RETRY, &mut wakes);
         drop(g);
@@ -1040,4 +1046,35 @@ unsafe fn exchange_recv<T>(peer: *const Ctx, out: *mut T) -> bool {
     // SAFETY: as in `exchange_send`.
     unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
     ctx.wait_packet(WaitReason::ChanReceive) == P_DONE
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::chan::{Select, bounded, unbounded};
+
+    /// A selected receive that is leaked (`mem::forget` is safe) keeps its
+    /// reservation; once the last receiver leaves, the reserved message is
+    /// dropped with the rest of the buffer, and `len` must not count the
+    /// reservation against a buffer that no longer holds it.
+    #[test]
+    fn len_is_zero_once_the_receivers_left_despite_a_leaked_selected_receive() {
+        let (s, r) = bounded::<u32>(4);
+        s.send(1).unwrap();
+        let mut sel = Select::new();
+        sel.recv(&r);
+        std::mem::forget(sel.select());
+        drop(sel);
+        drop(r);
+        assert_eq!(s.len(), 0);
+        assert!(s.is_empty());
+
+        let (s, r) = unbounded::<u32>();
+        s.send(1).unwrap();
+        let mut sel = Select::new();
+        sel.recv(&r);
+        std::mem::forget(sel.select());
+        drop(sel);
+        drop(r);
+        assert_eq!(s.len(), 0);
+    }
 }
