@@ -2,7 +2,8 @@
 //!
 //! Messages go into the newest ring and come out of the oldest. When the
 //! newest ring is full, a ring of twice its capacity is linked behind it,
-//! up to `RING_BYTES` of messages (or the channel's capacity); when the
+//! up to `RING_BYTES` of messages (or the channel's capacity; a bounded
+//! channel's are never smaller than its first, see `largest_ring`); when the
 //! oldest ring drains and a newer one exists, the drained ring is freed.
 //! So growing never moves a message, and no operation allocates or frees
 //! more than one ring of bounded size, whatever the backlog (a single ring
@@ -49,8 +50,9 @@ const PREALLOC: usize = 4096;
 const FIRST_GROWTH: usize = 4;
 
 /// Rings grow to hold this many bytes of messages and no more (but at
-/// least `MIN_RING` messages); an emptied ring this large is given back
-/// (see `Buffer::advance`).
+/// least `MIN_RING` messages, and a bounded channel's at least its first
+/// ring); an emptied ring this large is given back (see
+/// `Buffer::advance`).
 const RING_BYTES: usize = 64 * 1024;
 
 /// Smallest capacity growth stops at, for large messages.
@@ -148,7 +150,10 @@ impl<T> Buffer<T> {
             && capacity.saturating_mul(size_of::<T>()) >= RING_BYTES
     }
 
-    /// Capacity rings grow to and no further.
+    /// Capacity rings grow to and no further. A bounded channel's are
+    /// never smaller than the ring it allocated up front: when that one
+    /// drains and is freed, the ring left in its place is as large, so a
+    /// backlog that fitted without allocating still does.
     fn largest_ring(&self) -> usize {
         let by_size = match size_of::<T>() {
             0 => usize::MAX,
