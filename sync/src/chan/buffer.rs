@@ -140,13 +140,15 @@ impl<T> Buffer<T> {
     }
 
     /// Whether the only ring, emptied, is to be swapped for a fresh start:
-    /// it grew beyond what the channel allocates up front, to `RING_BYTES`
-    /// or more.
+    /// it grew beyond what the channel allocates up front and beyond the
+    /// first growth, to `RING_BYTES` or more. (A first-growth ring of large
+    /// messages is kept: swapping it would allocate and free a ring per
+    /// message on a channel that holds one at a time.)
     #[inline]
     fn is_trimmable(&self, capacity: usize) -> bool {
         // Rings of zero-sized messages hold no memory.
         size_of::<T>() != 0
-            && capacity > Self::initial(self.limit)
+            && capacity > Self::initial(self.limit).max(FIRST_GROWTH)
             && capacity.saturating_mul(size_of::<T>()) >= RING_BYTES
     }
 
@@ -346,6 +348,31 @@ mod tests {
         let largest = RING_BYTES / size_of::<u64>();
         for i in 0..largest as u64 * 2 {
             push(&mut buf, i);
+        }
+        while pop(&mut buf).is_some() {}
+        assert_eq!(rings(&buf), [0]);
+    }
+
+    #[test]
+    fn a_first_ring_of_large_messages_is_kept_when_it_empties() {
+        const BIG: usize = RING_BYTES / 2;
+        let mut buf = Buffer::<[u8; BIG]>::new(usize::MAX);
+        push(&mut buf, [1; BIG]);
+        let ring = buf.oldest.oldest_ptr();
+        for i in 0..10 {
+            assert_eq!(pop(&mut buf).map(|m| m[0]), Some(1 + i));
+            assert_eq!(rings(&buf), [FIRST_GROWTH], "kept while idle");
+            push(&mut buf, [2 + i; BIG]);
+            assert_eq!(rings(&buf), [FIRST_GROWTH]);
+        }
+        assert_eq!(
+            buf.oldest.oldest_ptr().cast::<u8>(),
+            ring.cast::<u8>().wrapping_add(10 % FIRST_GROWTH * BIG),
+            "the same ring, not a new one"
+        );
+        // Grown past the first ring, it is swapped once it drains.
+        for _ in 0..FIRST_GROWTH {
+            push(&mut buf, [0; BIG]);
         }
         while pop(&mut buf).is_some() {}
         assert_eq!(rings(&buf), [0]);
