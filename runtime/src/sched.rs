@@ -837,6 +837,35 @@ impl Shared {
         }
     }
 
+    /// One line of scheduler state for the SIGQUIT traceback, like Go's
+    /// `SCHED` line: idle and spinning counts, the global queues, and each
+    /// P's state and queues. Read without a pause: a snapshot for a human,
+    /// which may catch an M between a hand-off and its wake-up.
+    pub(crate) fn sched_line(&self) -> String {
+        let mut out = format!(
+            "SCHED: idleprocs={} spinningthreads={} threads={} idlethreads={} \
+             poller_held={} poller_blocked={} woken={} injector={}",
+            self.npidle.load(Ordering::SeqCst),
+            self.nmspinning.load(Ordering::SeqCst),
+            self.nm.load(Ordering::SeqCst),
+            lock(&self.idle_ms).len(),
+            self.poller_held.load(Ordering::SeqCst),
+            self.poller_blocked.load(Ordering::SeqCst),
+            self.woken.len(),
+            self.injector.len(),
+        );
+        for p in self.ps.iter() {
+            out.push_str(&format!(
+                " [P{} {} runnext={} local={}]",
+                p.idx,
+                p.state_name(),
+                p.has_runnext(),
+                p.stealer.len(),
+            ));
+        }
+        out
+    }
+
     pub(crate) fn npidle(&self) -> usize {
         self.npidle.load(Ordering::Relaxed)
     }

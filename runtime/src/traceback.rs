@@ -92,8 +92,14 @@ fn watch(read_end: i32) {
     let mut out = String::from("SIGQUIT: quit\n\n");
     for shared in crate::runtime::all() {
         out.push_str(&format!("runtime {:?}:\n", shared.name));
+        out.push_str(&shared.sched_line());
+        out.push_str("\n\n");
         out.push_str(&crate::introspect::dump_of(shared));
     }
-    eprint!("{out}");
+    // Straight to the file descriptor: `eprint!` goes into the output
+    // capture a test harness sets, which this thread inherits from the
+    // thread that started the runtime, and the dump would be lost with the
+    // process.
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), out.as_bytes());
     std::process::exit(2);
 }

@@ -9,9 +9,14 @@ use corun_runtime::{Builder, Runtime, go};
 const CHILD: &str = "CORUN_TEST_CHILD";
 
 fn child(name: &str, env: &[(&str, &str)]) -> Output {
+    child_with(name, env, &["--nocapture"])
+}
+
+fn child_with(name: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
     let exe = std::env::current_exe().unwrap();
     let mut cmd = Command::new(exe);
-    cmd.args(["--exact", "children", "--nocapture", "--test-threads=1"])
+    cmd.args(["--exact", "children", "--test-threads=1"])
+        .args(args)
         .env(CHILD, name);
     for (k, v) in env {
         cmd.env(k, v);
@@ -137,8 +142,37 @@ fn children() {
             let h = go!(|| corun_stacks::remaining_stack().unwrap());
             println!("stack-left={}", h.join().unwrap());
         }
+        "sigquit-under-capture" => {
+            // Built from the test's thread, whose output the harness
+            // captures: the runtime's threads inherit that capture.
+            let rt = Runtime::builder().workers(1).build().unwrap();
+            rt.block_on(|| {
+                // SAFETY: sending a signal to our own process.
+                unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
+                corun_runtime::sleep(Duration::from_secs(30));
+            });
+            println!("unreachable");
+        }
         other => panic!("unknown child {other}"),
     }
+}
+
+/// A test that hangs is where the SIGQUIT dump is wanted most, and there
+/// the harness captures output, which threads started from the test
+/// inherit: the dump must reach the real stderr, with the scheduler line.
+#[test]
+fn sigquit_dump_reaches_stderr_under_a_test_harness() {
+    let out = child_with("sigquit-under-capture", &[("CORUN_TRACEBACK", "1")], &[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{:?}; stderr: {err}",
+        out.status
+    );
+    assert!(err.contains("SIGQUIT: quit"), "{err}");
+    assert!(err.contains("SCHED: idleprocs="), "{err}");
+    assert!(err.contains("[sleep]"), "{err}");
 }
 
 #[test]
