@@ -112,9 +112,12 @@ impl List {
     }
 }
 
-/// The unused tail of a thread's current chunk for one class.
+/// The unused tail of a thread's current chunk for one class: offsets
+/// into the chunk, whose pointer every block is derived from (so a block
+/// keeps the chunk's provenance, and Miri can check accesses to it).
 #[derive(Clone, Copy)]
 struct Bump {
+    chunk: *mut u8,
     next: usize,
     end: usize,
     /// Up to here the chunk's pages are committed (see `commit_ahead`).
@@ -127,16 +130,18 @@ struct Bump {
 /// 1.8-2.3 us a page against 1.3 us populated 64 KiB at a time (C loops
 /// on the Intel VM the reports first ran on; 1.2-1.35 against 1.15-1.2
 /// on the AMD one they run on now). Best effort: an older kernel that
-/// refuses leaves the pages to fault in as before.
-fn commit_ahead(addr: usize, len: usize) {
-    #[cfg(target_os = "linux")]
+/// refuses leaves the pages to fault in as before. Skipped under Miri,
+/// which cannot run `madvise`; the hint changes no byte, so nothing it
+/// checks is lost.
+fn commit_ahead(addr: *mut u8, len: usize) {
+    #[cfg(all(target_os = "linux", not(miri)))]
     // SAFETY: the range lies inside a chunk this thread allocated and has
     // not handed out yet; `MADV_POPULATE_WRITE` only faults its pages in
     // (as writes of nothing), it does not change any byte.
     unsafe {
-        libc::madvise(addr as *mut libc::c_void, len, libc::MADV_POPULATE_WRITE);
+        libc::madvise(addr.cast(), len, libc::MADV_POPULATE_WRITE);
     }
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(any(not(target_os = "linux"), miri))]
     let _ = (addr, len);
 }
 
@@ -162,6 +167,7 @@ impl Local {
     const EMPTY: Local = Local {
         lists: [const { List::EMPTY }; CLASSES],
         bumps: [Bump {
+            chunk: ptr::null_mut(),
             next: 0,
             end: 0,
             committed: 0,
@@ -188,20 +194,26 @@ impl Local {
             RETAINED.fetch_add(CHUNK_BYTES, Ordering::Relaxed);
             // The old tail (smaller than one block) is given up.
             *bump = Bump {
-                next: chunk as usize,
-                end: chunk as usize + CHUNK_BYTES,
-                committed: chunk as usize,
+                chunk,
+                next: 0,
+                end: CHUNK_BYTES,
+                committed: 0,
             };
         }
-        let block = bump.next;
+        // SAFETY: `next + size <= end`, the chunk's size: in bounds.
+        let block = unsafe { bump.chunk.add(bump.next) };
         bump.next += size;
         if bump.next > bump.committed {
             // A block is far smaller than a window, so one window covers it.
             let to = (bump.committed + COMMIT_BYTES).min(bump.end);
-            commit_ahead(bump.committed, to - bump.committed);
+            // SAFETY: `committed < next <= end`: in bounds.
+            commit_ahead(
+                unsafe { bump.chunk.add(bump.committed) },
+                to - bump.committed,
+            );
             bump.committed = to;
         }
-        NonNull::new(block as *mut u8)
+        NonNull::new(block)
     }
 }
 
@@ -213,8 +225,9 @@ impl Drop for Local {
             let bump = &mut self.bumps[class];
             while bump.end - bump.next >= size {
                 // SAFETY: an unused, aligned block of this class in a chunk
-                // only this thread carves from.
-                unsafe { list.push(NonNull::new_unchecked(bump.next as *mut u8)) };
+                // only this thread carves from (in bounds: `next + size <=
+                // end`, so the chunk is not null either).
+                unsafe { list.push(NonNull::new_unchecked(bump.chunk.add(bump.next))) };
                 bump.next += size;
             }
             if list.len > 0 {
@@ -299,17 +312,26 @@ mod tests {
     // Each test uses a size class no task of the other tests running in
     // parallel falls into, so the blocks it sees are its own.
 
-    fn alloc_n(layout: Layout, n: usize) -> Vec<usize> {
+    /// Blocks as pointers, not addresses, so that Miri checks what is done
+    /// with them; owned by whoever holds the vector.
+    struct Blocks(Vec<NonNull<u8>>);
+
+    // SAFETY: the blocks are plain memory owned by the vector's holder.
+    unsafe impl Send for Blocks {}
+
+    fn alloc_n(layout: Layout, n: usize) -> Blocks {
         // SAFETY: non-zero sizes; callers free every block once.
-        (0..n)
-            .map(|_| unsafe { allocate(layout) } as usize)
-            .collect()
+        Blocks(
+            (0..n)
+                .map(|_| NonNull::new(unsafe { allocate(layout) }).expect("allocated"))
+                .collect(),
+        )
     }
 
-    fn free_all(layout: Layout, blocks: &[usize]) {
-        for p in blocks {
+    fn free_all(layout: Layout, blocks: Blocks) {
+        for p in blocks.0 {
             // SAFETY: allocated by `alloc_n` with this layout, freed once.
-            unsafe { deallocate(NonNull::new(*p as *mut u8).unwrap(), layout) };
+            unsafe { deallocate(p, layout) };
         }
     }
 
@@ -317,45 +339,47 @@ mod tests {
     fn assert_served_from(layout: Layout, freed: &HashSet<usize>) {
         let again = alloc_n(layout, freed.len());
         assert!(
-            again.iter().all(|p| freed.contains(p)),
+            again.0.iter().all(|p| freed.contains(&p.addr().get())),
             "freed blocks are reused"
         );
-        free_all(layout, &again);
+        free_all(layout, again);
     }
 
     #[test]
     fn blocks_do_not_overlap_and_are_reused() {
         let layout = Layout::from_size_align(1000, 8).unwrap();
-        let a = alloc_n(layout, 2000);
-        let mut sorted = a.clone();
+        let a = alloc_n(layout, if cfg!(miri) { 20 } else { 2000 });
+        let mut sorted: Vec<usize> = a.0.iter().map(|p| p.addr().get()).collect();
         sorted.sort_unstable();
         assert!(
             sorted.windows(2).all(|w| w[1] - w[0] >= 1024),
             "blocks overlap"
         );
-        for (i, p) in a.iter().enumerate() {
-            assert_eq!(p % ALIGN, 0);
+        for (i, p) in a.0.iter().enumerate() {
+            assert_eq!(p.addr().get() % ALIGN, 0);
             // SAFETY: a writable block of at least 1000 bytes.
-            unsafe { ptr::write_bytes(*p as *mut u8, i as u8, 1000) };
+            unsafe { ptr::write_bytes(p.as_ptr(), i as u8, 1000) };
         }
-        for (i, p) in a.iter().enumerate() {
+        for (i, p) in a.0.iter().enumerate() {
             // SAFETY: as above, written just before.
-            let bytes = unsafe { std::slice::from_raw_parts(*p as *const u8, 1000) };
+            let bytes = unsafe { std::slice::from_raw_parts(p.as_ptr(), 1000) };
             assert!(
                 bytes.iter().all(|b| *b == i as u8),
                 "block {i} was overwritten"
             );
         }
-        free_all(layout, &a);
-        assert_served_from(layout, &a.into_iter().collect());
+        let freed = sorted.into_iter().collect();
+        free_all(layout, a);
+        assert_served_from(layout, &freed);
     }
 
     #[test]
     fn blocks_freed_on_an_exiting_thread_come_back() {
         let layout = Layout::from_size_align(900, 16).unwrap();
-        let blocks = alloc_n(layout, 5000);
-        let freed: HashSet<_> = blocks.iter().copied().collect();
-        std::thread::spawn(move || free_all(layout, &blocks))
+        // Enough to overflow a thread's list (`LOCAL_MAX`) into the pool.
+        let blocks = alloc_n(layout, if cfg!(miri) { 300 } else { 5000 });
+        let freed: HashSet<_> = blocks.0.iter().map(|p| p.addr().get()).collect();
+        std::thread::spawn(move || free_all(layout, blocks))
             .join()
             .unwrap();
         // The other thread pooled what overflowed its list, and the rest
@@ -365,6 +389,7 @@ mod tests {
 
     #[cfg(target_os = "linux")]
     #[test]
+    #[cfg_attr(miri, ignore = "calls mincore, and Miri skips the madvise it checks")]
     fn a_fresh_chunk_is_committed_a_window_ahead() {
         // A new thread has no list or chunk of this class: its first block
         // starts a chunk, and the window after it is committed at once.
@@ -372,20 +397,15 @@ mod tests {
         // unused tail, which touches it.)
         let (block, resident) = std::thread::spawn(|| {
             let layout = Layout::from_size_align(800, 16).unwrap();
-            let block = alloc_n(layout, 1)[0];
+            let blocks = alloc_n(layout, 1);
+            let block = blocks.0[0].as_ptr();
             let mut resident = vec![0u8; COMMIT_BYTES / 4096];
             // SAFETY: the range is inside the chunk just carved (256 KiB,
             // never returned), and the vector has a byte per page of it.
-            let r = unsafe {
-                libc::mincore(
-                    block as *mut libc::c_void,
-                    COMMIT_BYTES,
-                    resident.as_mut_ptr(),
-                )
-            };
+            let r = unsafe { libc::mincore(block.cast(), COMMIT_BYTES, resident.as_mut_ptr()) };
             assert_eq!(r, 0, "mincore: {}", std::io::Error::last_os_error());
-            free_all(layout, &[block]);
-            (block, resident)
+            free_all(layout, blocks);
+            (block.addr(), resident)
         })
         .join()
         .unwrap();
@@ -405,6 +425,6 @@ mod tests {
         assert_eq!(class_of(Layout::from_size_align(64, 64).unwrap()), None);
         assert_eq!(class_of(Layout::from_size_align(33, 8).unwrap()), Some(1));
         let layout = Layout::from_size_align(4096, 8).unwrap();
-        free_all(layout, &alloc_n(layout, 3));
+        free_all(layout, alloc_n(layout, 3));
     }
 }
