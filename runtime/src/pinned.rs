@@ -167,14 +167,14 @@ fn run(shared: &Shared, task: TaskRef) -> bool {
     }
     loop {
         // SAFETY: we took the task from its home: we are its runner.
-        let Some(fiber) = (unsafe { header.fiber() }) else {
+        let Some(fiber) = (unsafe { task.fiber() }) else {
             header.complete();
             shared.registry.remove(header, None);
             return true;
         };
-        tls::set_task(header, true);
+        tls::set_task(Some(&task), true);
         let resumed = fiber.resume();
-        tls::set_task(std::ptr::null(), false);
+        tls::set_task(None, false);
         match resumed {
             Resumed::Finished => {
                 // SAFETY: the runner, and finished.
@@ -197,7 +197,7 @@ fn run(shared: &Shared, task: TaskRef) -> bool {
                     // then dropped by the claim, or by this thread when it
                     // finds it in its home.
                     if shared.shutdown.load(Ordering::SeqCst) {
-                        header.abandon();
+                        task.abandon();
                         shared.registry.remove(header, None);
                     }
                     // A waker may hold it already: hands off.

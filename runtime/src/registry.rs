@@ -218,7 +218,7 @@ impl Registry {
     /// simply stop at exit), so joiners return.
     pub(crate) fn abandon_all(&self) {
         for task in self.snapshot() {
-            task.header().abandon();
+            task.abandon();
             self.remove(task.header(), None);
         }
     }

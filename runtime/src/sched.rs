@@ -1596,7 +1596,7 @@ impl M {
         let sched = status(self.epoch, P_SCHED);
         loop {
             // SAFETY: we took the task off a queue: we are its runner.
-            let Some(fiber) = (unsafe { header.fiber() }) else {
+            let Some(fiber) = (unsafe { task.fiber() }) else {
                 header.complete();
                 // SAFETY: scheduler code holding `pp`.
                 shared
@@ -1604,13 +1604,13 @@ impl M {
                     .remove(header, Some(unsafe { pp.registry_slots() }));
                 return;
             };
-            tls::set_task(header, true);
+            tls::set_task(Some(&task), true);
             header.set_on_cpu(true);
             pp.status.store(user, Ordering::Release);
             trace::event(trace::Kind::Run, header.id, 0);
             let resumed = fiber.resume();
             header.set_on_cpu(false);
-            tls::set_task(std::ptr::null(), false);
+            tls::set_task(None, false);
             if trace::ON.load(Ordering::Relaxed) {
                 trace_stop(header.id, &resumed);
             }

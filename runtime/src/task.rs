@@ -286,6 +286,97 @@ impl TaskRef {
         self.0.as_ptr()
     }
 
+    // `fiber` and `abandon` are `TaskRef`'s, not `Header`'s: they hand the
+    // vtable a pointer to the whole cell, whose function and output lie
+    // beyond the header, and only the pointer the allocation handed out
+    // (`self.0`) may reach them. One made from a `&Header` may not (Miri's
+    // Stacked Borrows reports the access past the header).
+
+    /// The fiber, creating it (and taking a stack) on first run. `None` when
+    /// no stack could be had: the task was completed with that error.
+    ///
+    /// # Safety
+    /// The caller is the task's runner.
+    // The fiber sits in an `UnsafeCell` whose exclusive owner is the task's
+    // runner, which is what the safety contract states.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn fiber(&self) -> Option<&mut Fiber> {
+        let header = self.header();
+        // SAFETY: the runner has exclusive access to the fiber.
+        let slot = unsafe { &mut *header.fiber.get() };
+        if slot.is_none() {
+            match Stack::new(header.stack_size()) {
+                Ok(mut stack) => {
+                    stack.set_label(header.id, header.name().unwrap_or(""));
+                    // SAFETY: the runner, first run: the function is still there.
+                    *slot = Some(unsafe { (header.vtable.start)(self.0, stack) });
+                }
+                Err(e) => {
+                    let msg = format!("corun: coroutine {} could not get a stack: {e}", header.id);
+                    // SAFETY: the runner, never started: nobody else touches the output.
+                    unsafe { (header.vtable.fail)(self.0, Box::new(msg)) };
+                    return None;
+                }
+            }
+        }
+        slot.as_mut()
+    }
+
+    /// Runtime shutdown: claims a task that is not running, leaks its
+    /// started fiber (its code does not continue, its destructors do not
+    /// run: nothing may run on another thread's behalf during shutdown), and
+    /// completes it with an error so a joiner returns. A leaked fiber's
+    /// frames stay where they are, and wait records in them (a channel
+    /// waiter's `FrameUnparker`) still point at this header, so the header
+    /// is leaked with them: it stays COMPLETE, wakes reaching it do nothing,
+    /// and `is_abandoned` tells wakers to pass it by. The caller holds a
+    /// reference to the task and every worker M has exited, so a SCHEDULED
+    /// task is not running: a pinned thread runs one only after moving it
+    /// to RUNNING by compare-and-swap (`begin_pinned_run`), which fails
+    /// once this claim is made, and skips it then.
+    pub(crate) fn abandon(&self) {
+        let header = self.header();
+        let claimed =
+            header
+                .state
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
+                    match cur & LIFECYCLE {
+                        IDLE | SCHEDULED => Some((cur & !(LIFECYCLE | NOTIFIED)) | RUNNING),
+                        _ => None,
+                    }
+                });
+        let Ok(prev) = claimed else {
+            return;
+        };
+        // SAFETY: our claim made us the runner (see above).
+        if let Some(fiber) = unsafe { (*header.fiber.get()).take() } {
+            std::mem::forget(fiber);
+            // A reference nobody will drop: the header outlives the leaked
+            // frames (see above). Marked before `complete` publishes it.
+            header.refs.fetch_add(1, Ordering::Relaxed);
+            header.state.fetch_or(ABANDONED, Ordering::Relaxed);
+        }
+        let msg = format!(
+            "corun: the runtime shut down before coroutine {} finished",
+            header.id
+        );
+        // SAFETY: the runner; `fail` drops an unused function and sets the output.
+        unsafe { (header.vtable.fail)(self.0, Box::new(msg)) };
+        header.complete();
+        if let Some(home) = &header.home {
+            // Set before our claim, the shutdown flag is what its thread
+            // finds when this wakes it (a thread not yet waiting finds
+            // the task claimed instead).
+            home.shut_down();
+        }
+        if prev & LIFECYCLE == IDLE {
+            // A parked task held its run reference itself (see "References");
+            // our claim kept any waker from taking it. The caller's own
+            // reference keeps the task alive past this drop.
+            drop(TaskRef(self.0));
+        }
+    }
+
     /// Wakes the task if it is parked; records the wake if it is running.
     /// Returns the reference to enqueue when the task became SCHEDULED: the
     /// run reference the task kept while it was parked (see "References"
@@ -370,35 +461,6 @@ impl Header {
         lifecycle::take_notified(&self.state)
     }
 
-    /// The fiber, creating it (and taking a stack) on first run. `None` when
-    /// no stack could be had: the task was completed with that error.
-    ///
-    /// # Safety
-    /// The caller is the task's runner.
-    // The fiber sits in an `UnsafeCell` whose exclusive owner is the task's
-    // runner, which is what the safety contract states.
-    #[allow(clippy::mut_from_ref)]
-    pub(crate) unsafe fn fiber(&self) -> Option<&mut Fiber> {
-        // SAFETY: the runner has exclusive access to the fiber.
-        let slot = unsafe { &mut *self.fiber.get() };
-        if slot.is_none() {
-            match Stack::new(self.stack_size()) {
-                Ok(mut stack) => {
-                    stack.set_label(self.id, self.name().unwrap_or(""));
-                    // SAFETY: the runner, first run: the function is still there.
-                    *slot = Some(unsafe { (self.vtable.start)(NonNull::from(self), stack) });
-                }
-                Err(e) => {
-                    let msg = format!("corun: coroutine {} could not get a stack: {e}", self.id);
-                    // SAFETY: the runner, never started: nobody else touches the output.
-                    unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
-                    return None;
-                }
-            }
-        }
-        slot.as_mut()
-    }
-
     /// Returns a finished fiber's stack to the pool (on this thread's cache).
     ///
     /// # Safety
@@ -408,59 +470,6 @@ impl Header {
         let slot = unsafe { &mut *self.fiber.get() };
         if let Some(fiber) = slot.take() {
             drop(fiber.into_stack());
-        }
-    }
-
-    /// Runtime shutdown: claims a task that is not running, leaks its
-    /// started fiber (its code does not continue, its destructors do not
-    /// run: nothing may run on another thread's behalf during shutdown), and
-    /// completes it with an error so a joiner returns. A leaked fiber's
-    /// frames stay where they are, and wait records in them (a channel
-    /// waiter's `FrameUnparker`) still point at this header, so the header
-    /// is leaked with them: it stays COMPLETE, wakes reaching it do nothing,
-    /// and `is_abandoned` tells wakers to pass it by. The caller holds a
-    /// reference to the task and every worker M has exited, so a SCHEDULED
-    /// task is not running: a pinned thread runs one only after moving it
-    /// to RUNNING by compare-and-swap (`begin_pinned_run`), which fails
-    /// once this claim is made, and skips it then.
-    pub(crate) fn abandon(&self) {
-        let claimed = self
-            .state
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |cur| {
-                match cur & LIFECYCLE {
-                    IDLE | SCHEDULED => Some((cur & !(LIFECYCLE | NOTIFIED)) | RUNNING),
-                    _ => None,
-                }
-            });
-        let Ok(prev) = claimed else {
-            return;
-        };
-        // SAFETY: our claim made us the runner (see above).
-        if let Some(fiber) = unsafe { (*self.fiber.get()).take() } {
-            std::mem::forget(fiber);
-            // A reference nobody will drop: the header outlives the leaked
-            // frames (see above). Marked before `complete` publishes it.
-            self.refs.fetch_add(1, Ordering::Relaxed);
-            self.state.fetch_or(ABANDONED, Ordering::Relaxed);
-        }
-        let msg = format!(
-            "corun: the runtime shut down before coroutine {} finished",
-            self.id
-        );
-        // SAFETY: the runner; `fail` drops an unused function and sets the output.
-        unsafe { (self.vtable.fail)(NonNull::from(self), Box::new(msg)) };
-        self.complete();
-        if let Some(home) = &self.home {
-            // Set before our claim, the shutdown flag is what its thread
-            // finds when this wakes it (a thread not yet waiting finds
-            // the task claimed instead).
-            home.shut_down();
-        }
-        if prev & LIFECYCLE == IDLE {
-            // A parked task held its run reference itself (see "References");
-            // our claim kept any waker from taking it. The caller's own
-            // reference keeps the task alive past this drop.
-            drop(TaskRef(NonNull::from(self)));
         }
     }
 
@@ -782,5 +791,56 @@ mod tests {
         let i = 7u64;
         let size = cell_of(&move || i);
         assert!(size <= 160, "a task of a u64 closure takes {size} bytes");
+    }
+
+    /// A runtime that is never started, for tasks that never run: in a
+    /// static, as `Shared` must be, and so that Miri does not report it.
+    fn shared() -> &'static Shared {
+        static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Shared::new(0, 1, 64 * 1024, 1, String::new(), false))
+    }
+
+    fn new_task<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> NewTask<T> {
+        let init = TaskInit {
+            shared: shared(),
+            id: 1,
+            name: Some("never".into()),
+            spawn_site: Location::caller(),
+            stack_size: 64 * 1024,
+            home: None,
+        };
+        NewTask::allocate(init, f)
+    }
+
+    /// A task that never ran, as shutdown finds it: `abandon` drops its
+    /// function and completes it with the error its joiner gets.
+    #[test]
+    fn an_abandoned_task_that_never_ran_joins_with_an_error() {
+        let owned = String::from("captured");
+        let task = new_task(move || owned.len());
+        task.registered.abandon();
+        drop(task.run);
+        drop(task.registered);
+        let payload = task.handle.join().unwrap_err();
+        let msg = payload.downcast_ref::<String>().expect("a message");
+        assert!(msg.contains("shut down"), "{msg}");
+    }
+
+    /// What the running task's code may take of it (`current()`,
+    /// `unparker()`) is built on the pointer the scheduler publishes, and
+    /// may be the task's last reference, which frees it.
+    #[test]
+    fn a_reference_taken_while_running_may_be_the_last() {
+        let task = new_task(|| ());
+        crate::tls::set_task(Some(&task.run), true);
+        let me = crate::current().expect("published");
+        let wake = park::unparker();
+        crate::tls::set_task(None, false);
+        task.registered.abandon();
+        drop(task.run);
+        drop(task.registered);
+        assert!(task.handle.join().is_err());
+        drop(wake);
+        drop(me);
     }
 }

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::ptr;
 
 use crate::sched::{P, Shared};
-use crate::task::Header;
+use crate::task::{Header, TaskRef};
 
 /// Marks "this thread holds no P".
 pub(crate) const NO_P: usize = usize::MAX;
@@ -93,11 +93,16 @@ pub(crate) fn current_task_ptr() -> *const Header {
     CTX.with(|c| c.get().task)
 }
 
+/// Publishes the task this thread runs (`None` in scheduler code). Taken
+/// as a `TaskRef`, not a `&Header`: what the task's code builds on the
+/// published pointer (`current()`, `unparker()`) may end up its last
+/// reference and free it, which only a pointer to the whole allocation may
+/// do; one made from a `&Header` covers the header alone.
 #[inline(never)]
-pub(crate) fn set_task(task: *const Header, user: bool) {
+pub(crate) fn set_task(task: Option<&TaskRef>, user: bool) {
     CTX.with(|c| {
         let mut ctx = c.get();
-        ctx.task = task;
+        ctx.task = task.map_or(ptr::null(), TaskRef::as_ptr);
         ctx.user = user;
         c.set(ctx);
     })
