@@ -775,8 +775,37 @@ impl<T> std::fmt::Debug for JoinHandle<T> {
     }
 }
 
+/// Tasks for unit tests that never run them (no fiber, no started runtime).
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A runtime that is never started: in a static, as `Shared` must be,
+    /// and so that Miri does not report it leaked.
+    fn shared() -> &'static Shared {
+        static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| Shared::new(0, 1, 64 * 1024, 1, String::new(), false))
+    }
+
+    /// A task of `f`, as spawn makes it: SCHEDULED, three references.
+    pub(crate) fn new_task<T: Send + 'static>(
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> NewTask<T> {
+        let init = TaskInit {
+            shared: shared(),
+            id: 1,
+            name: Some("never".into()),
+            spawn_site: Location::caller(),
+            stack_size: 64 * 1024,
+            home: None,
+        };
+        NewTask::allocate(init, f)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::testing::new_task;
     use super::*;
 
     #[test]
@@ -791,25 +820,6 @@ mod tests {
         let i = 7u64;
         let size = cell_of(&move || i);
         assert!(size <= 160, "a task of a u64 closure takes {size} bytes");
-    }
-
-    /// A runtime that is never started, for tasks that never run: in a
-    /// static, as `Shared` must be, and so that Miri does not report it.
-    fn shared() -> &'static Shared {
-        static SHARED: std::sync::OnceLock<Shared> = std::sync::OnceLock::new();
-        SHARED.get_or_init(|| Shared::new(0, 1, 64 * 1024, 1, String::new(), false))
-    }
-
-    fn new_task<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> NewTask<T> {
-        let init = TaskInit {
-            shared: shared(),
-            id: 1,
-            name: Some("never".into()),
-            spawn_site: Location::caller(),
-            stack_size: 64 * 1024,
-            home: None,
-        };
-        NewTask::allocate(init, f)
     }
 
     /// A task that never ran, as shutdown finds it: `abandon` drops its
