@@ -1058,23 +1058,15 @@ mod tests {
     /// reservation against a buffer that no longer holds it.
     #[test]
     fn len_is_zero_once_the_receivers_left_despite_a_leaked_selected_receive() {
-        let (s, r) = bounded::<u32>(4);
-        s.send(1).unwrap();
-        let mut sel = Select::new();
-        sel.recv(&r);
-        std::mem::forget(sel.select());
-        drop(sel);
-        drop(r);
-        assert_eq!(s.len(), 0);
-        assert!(s.is_empty());
-
-        let (s, r) = unbounded::<u32>();
-        s.send(1).unwrap();
-        let mut sel = Select::new();
-        sel.recv(&r);
-        std::mem::forget(sel.select());
-        drop(sel);
-        drop(r);
-        assert_eq!(s.len(), 0);
+        for (s, r) in [bounded::<u32>(4), unbounded()] {
+            s.send(1).unwrap();
+            let mut sel = Select::new();
+            sel.recv(&r);
+            std::mem::forget(sel.select());
+            drop(sel);
+            drop(r);
+            assert_eq!(s.len(), 0);
+            assert!(s.is_empty());
+        }
     }
 }
