@@ -352,3 +352,83 @@ fn select_default_is_linearizable() {
         corun_runtime::run(move || run(true));
     });
 }
+
+fn gave_up((waiter, other): (&str, &str), round: u64, how: &str) -> ! {
+    panic!(
+        "round {round} ({how}; waiter in a {waiter}, other side in a {other}): the \
+         deadline passed although the other side was ready within 400 us"
+    )
+}
+
+/// crossbeam's `unblocks`, many times over and without its half-second
+/// sleeps: each round the waiting side blocks in a select (or a plain
+/// operation) with a 20 s deadline, on an otherwise idle runtime, so the
+/// poller sleeps until that deadline; the other side, after a random pause
+/// of up to 400 us, completes the operation from a thread or a coroutine.
+/// The waiter must be released by that hand-off: reaching its deadline
+/// means the wake-up was lost (a late one could not take 20 s). Both
+/// sides in all four placements, receive and send arms, and a losing arm
+/// that must be unregistered every round.
+#[test]
+fn deadline_waits_are_woken_by_the_hand_off() {
+    const DEADLINE: Duration = Duration::from_secs(20);
+    let rounds = scaled(2_000);
+    let run = move |waiter_coro: bool, other_coro: bool| {
+        let (s_lose, r_lose) = bounded::<u64>(0);
+        let (s, r) = bounded::<u64>(0);
+        let (s_other, r_other) = (s.clone(), r.clone());
+        let other = spawn(other_coro, move || {
+            let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ u64::from(other_coro));
+            for round in 0..rounds {
+                let pause = Duration::from_micros(rng.below(400));
+                if other_coro {
+                    corun_runtime::sleep(pause);
+                } else {
+                    std::thread::sleep(pause);
+                }
+                if round % 2 == 0 {
+                    s_other.send(round).unwrap();
+                } else {
+                    assert_eq!(r_other.recv().unwrap(), round);
+                }
+            }
+        });
+        let places = if waiter_coro { "coroutine" } else { "thread" };
+        let places = (places, if other_coro { "coroutine" } else { "thread" });
+        let waiter = spawn(waiter_coro, move || {
+            for round in 0..rounds {
+                match round % 4 {
+                    0 => select! {
+                        recv(r_lose) -> _ => unreachable!("nobody sends on it"),
+                        recv(r) -> v => assert_eq!(v, Ok(round)),
+                        default(DEADLINE) => gave_up(places, round, "select receive"),
+                    },
+                    1 => select! {
+                        send(s_lose, round) -> _ => unreachable!("nobody receives on it"),
+                        send(s, round) -> res => res.unwrap(),
+                        default(DEADLINE) => gave_up(places, round, "select send"),
+                    },
+                    2 => match r.recv_timeout(DEADLINE) {
+                        Ok(v) => assert_eq!(v, round),
+                        Err(_) => gave_up(places, round, "recv_timeout"),
+                    },
+                    _ => {
+                        if s.send_timeout(round, DEADLINE).is_err() {
+                            gave_up(places, round, "send_timeout")
+                        }
+                    }
+                }
+            }
+            drop((r_lose, s_lose));
+        });
+        waiter();
+        other();
+    };
+    within(LIMIT, move || {
+        for (waiter_coro, other_coro) in
+            [(true, false), (false, true), (true, true), (false, false)]
+        {
+            run(waiter_coro, other_coro);
+        }
+    });
+}
