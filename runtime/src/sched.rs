@@ -1294,8 +1294,16 @@ impl M {
     fn stop_spinning(&mut self) {
         if self.spinning {
             self.spinning = false;
-            // The last spinner found work: start another so a burst spreads.
-            if self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1 {
+            // The last spinner found work: if more is queued, start another
+            // so a burst spreads (Go does so unconditionally; for one task
+            // woken from a plain thread that M only wakes and parks again).
+            // Work queued after the look finds no spinner, so its producer
+            // calls `wakep` itself; a local push whose store that producer's
+            // check overtakes stays with its own P, and sysmon kicks an idle
+            // P for work left waiting.
+            if self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1
+                && self.shared.work_queued()
+            {
                 self.shared.wakep();
             }
         }
