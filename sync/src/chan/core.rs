@@ -15,7 +15,7 @@
 //! A sender that finds a live receiver hands the message straight into the
 //! receiver's slot (no copy through the buffer); a receiver that frees a
 //! slot moves the first blocked sender's message into the buffer. Select
-//! arms have no slot: they are given a reservation (`P_RESERVED`) on
+//! arms have no slot: they are given a reservation (`Packet::RESERVED`) on
 //! buffered channels, and on zero-capacity ones the claimer hands them its
 //! own context so they move the value through its slot (an exchange).
 //!
@@ -49,7 +49,7 @@ use super::err::{
 };
 use super::lock::{Guard, SpinLock};
 use super::select::Token;
-use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, Queue, Wakes, move_msg};
+use super::waiter::{Claimed, Ctx, Node, Packet, Queue, Wakes, move_msg};
 
 /// `cap` of an unbounded channel.
 pub(crate) const UNBOUNDED: usize = usize::MAX;
@@ -302,7 +302,7 @@ impl<T> Chan<T> {
             // the caller's to give (we report `Sent`).
             unsafe { move_msg(msg, c.slot.cast::<T>()) };
             // SAFETY: claimed, not completed.
-            unsafe { wakes.push(c.ctx, P_DONE) };
+            unsafe { wakes.push(c.ctx, Packet::DONE) };
             SendStart::Sent
         } else if self.cap > 0 {
             // A select arm: keep the message buffered for it.
@@ -311,7 +311,7 @@ impl<T> Chan<T> {
             g.res_recv += 1;
             g.woken_recv += 1;
             // SAFETY: claimed, not completed.
-            unsafe { wakes.push(c.ctx, P_RESERVED) };
+            unsafe { wakes.push(c.ctx, Packet::RESERVED) };
             SendStart::Sent
         } else {
             SendStart::Exchange(c.ctx)
@@ -343,7 +343,7 @@ impl<T> Chan<T> {
             // published; `out` by the caller's contract.
             unsafe { move_msg(c.slot.cast::<T>(), out) };
             // SAFETY: claimed, not completed.
-            unsafe { wakes.push(c.ctx, P_DONE) };
+            unsafe { wakes.push(c.ctx, Packet::DONE) };
             return RecvStart::Got;
         }
         if g.closed {
@@ -364,14 +364,14 @@ impl<T> Chan<T> {
             if c.slot.is_null() {
                 g.res_send += 1;
                 // SAFETY: claimed, not completed.
-                unsafe { wakes.push(c.ctx, P_RESERVED) };
+                unsafe { wakes.push(c.ctx, Packet::RESERVED) };
             } else {
                 // SAFETY: claimed, not completed: the blocked sender's slot
                 // holds its message, ours to take until the packet is
                 // published.
                 unsafe { g.buf.push_from(c.slot.cast::<T>()) };
                 // SAFETY: claimed, not completed.
-                unsafe { wakes.push(c.ctx, P_DONE) };
+                unsafe { wakes.push(c.ctx, Packet::DONE) };
             }
         }
         progress
@@ -389,14 +389,14 @@ impl<T> Chan<T> {
                 g.res_recv += 1;
                 g.woken_recv += 1;
                 // SAFETY: claimed, not completed.
-                unsafe { wakes.push(c.ctx, P_RESERVED) };
+                unsafe { wakes.push(c.ctx, Packet::RESERVED) };
             } else {
                 // SAFETY: claimed, not completed: the receiver's slot is
                 // ours to fill until the packet is published.
                 let took = unsafe { g.buf.pop_into(c.slot.cast::<T>()) };
                 assert!(took, "an unreserved message is buffered");
                 // SAFETY: claimed, not completed.
-                unsafe { wakes.push(c.ctx, P_DONE) };
+                unsafe { wakes.push(c.ctx, Packet::DONE) };
             }
         }
         progress
@@ -524,10 +524,10 @@ impl<T> Chan<T> {
                 self.lock().sendq.remove(&node);
                 return Err(SendFailed::Timeout);
             }
-            if ctx.wait_packet(WaitReason::ChanSend) == P_DONE {
+            if ctx.wait_packet(WaitReason::ChanSend) == Packet::DONE {
                 return Ok(());
             }
-            // P_RETRY: closed, or the claimer's select was abandoned; the
+            // Packet::RETRY: closed, or the claimer's select was abandoned; the
             // message was not taken.
         }
     }
@@ -640,10 +640,10 @@ impl<T> Chan<T> {
                 self.lock().recvq.remove(&node);
                 return Err(RecvTimeoutError::Timeout);
             }
-            if ctx.wait_packet(WaitReason::ChanReceive) == P_DONE {
+            if ctx.wait_packet(WaitReason::ChanReceive) == Packet::DONE {
                 return Ok(());
             }
-            // P_RETRY: closed; look again.
+            // Packet::RETRY: closed; look again.
         }
     }
 
@@ -656,8 +656,8 @@ impl<T> Chan<T> {
         }
         g.closed = true;
         self.closed.store(true, Ordering::Release);
-        g.recvq.claim_all(P_RETRY, &mut wakes);
-        g.sendq.claim_all(P_RETRY, &mut wakes);
+        g.recvq.claim_all(Packet::RETRY, &mut wakes);
+        g.sendq.claim_all(Packet::RETRY, &mut wakes);
         drop(g);
         wakes.wake();
         true
@@ -675,8 +675,8 @@ impl<T> Chan<T> {
         // outnumber the empty buffer and underflow `len`.
         g.res_recv = 0;
         g.woken_recv = 0;
-        g.sendq.claim_all(P_RETRY, &mut wakes);
-        g.recvq.claim_all(P_RETRY, &mut wakes);
+        g.sendq.claim_all(Packet::RETRY, &mut wakes);
+        g.recvq.claim_all(Packet::RETRY, &mut wakes);
         drop(g);
         wakes.wake();
         // Oldest first, outside the lock (see `Buffer`'s drop).
@@ -877,7 +877,7 @@ impl<T> Chan<T> {
                     // is ours to fill; the message is the caller's to give.
                     unsafe { move_msg(msg, c.slot.cast::<T>()) };
                     // SAFETY: as above.
-                    unsafe { Ctx::complete(c.ctx, P_DONE) };
+                    unsafe { Ctx::complete(c.ctx, Packet::DONE) };
                     Ok(())
                 }
             }
@@ -886,7 +886,7 @@ impl<T> Chan<T> {
                 // fill its slot; the message is the caller's to give.
                 unsafe { move_msg(msg, Ctx::slot_of(peer).cast::<T>()) };
                 // SAFETY: as above.
-                unsafe { Ctx::complete(peer, P_DONE) };
+                unsafe { Ctx::complete(peer, Packet::DONE) };
                 Ok(())
             }
             Token::Disconnected => Err(SendFailed::Disconnected),
@@ -938,7 +938,7 @@ impl<T> Chan<T> {
                     // blocked sender's slot holds its message, ours to take.
                     unsafe { move_msg(c.slot.cast::<T>(), out) };
                     // SAFETY: as above.
-                    unsafe { Ctx::complete(c.ctx, P_DONE) };
+                    unsafe { Ctx::complete(c.ctx, Packet::DONE) };
                     Ok(())
                 }
             }
@@ -947,12 +947,12 @@ impl<T> Chan<T> {
                 // empty its slot, which holds its message.
                 unsafe { move_msg(Ctx::slot_of(peer).cast::<T>(), out) };
                 // SAFETY: as above.
-                unsafe { Ctx::complete(peer, P_DONE) };
+                unsafe { Ctx::complete(peer, Packet::DONE) };
                 Ok(())
             }
             Token::Filled(slot) => {
                 // SAFETY: the claimer filled our arm's slot before
-                // publishing `P_DONE`; nobody else touches it any more.
+                // publishing `Packet::DONE`; nobody else touches it any more.
                 unsafe { move_msg(slot.cast::<T>(), out) };
                 Ok(())
             }
@@ -979,14 +979,14 @@ impl<T> Chan<T> {
             }
             Token::Peer(Claimed { ctx, .. }) | Token::Exchange(ctx) => {
                 // SAFETY: claimed by us (or handed to us) and not completed.
-                unsafe { Ctx::complete(ctx, P_RETRY) };
+                unsafe { Ctx::complete(ctx, Packet::RETRY) };
             }
             // A filled arm slot is only produced for `select!`, which
             // completes at once; should it not, the message is dropped
             // here (the arm's slot does not drop what it holds).
             Token::Filled(slot) => {
                 // SAFETY: the claimer filled the arm's slot before
-                // publishing `P_DONE`, and this token, the only way to the
+                // publishing `Packet::DONE`, and this token, the only way to the
                 // message, is being consumed.
                 unsafe { std::ptr::drop_in_place(slot.cast::<T>()) };
             }
@@ -1030,8 +1030,8 @@ unsafe fn exchange_send<T>(peer: *const Ctx, msg: *const T) -> bool {
     ctx.set_slot(msg.cast_mut().cast());
     // SAFETY: the caller's contract; our context and the message stay in
     // place until the peer completes us (we wait for that below).
-    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
-    ctx.wait_packet(WaitReason::ChanSend) == P_DONE
+    unsafe { Ctx::complete(peer, Packet::exchange(&ctx)) };
+    ctx.wait_packet(WaitReason::ChanSend) == Packet::DONE
 }
 
 /// We claimed `peer`, a slot-less select arm: it puts its message into
@@ -1044,8 +1044,8 @@ unsafe fn exchange_recv<T>(peer: *const Ctx, out: *mut T) -> bool {
     let ctx = Ctx::new();
     ctx.set_slot(out.cast());
     // SAFETY: as in `exchange_send`.
-    unsafe { Ctx::complete(peer, &ctx as *const Ctx as usize) };
-    ctx.wait_packet(WaitReason::ChanReceive) == P_DONE
+    unsafe { Ctx::complete(peer, Packet::exchange(&ctx)) };
+    ctx.wait_packet(WaitReason::ChanReceive) == Packet::DONE
 }
 
 #[cfg(test)]

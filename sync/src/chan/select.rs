@@ -22,7 +22,7 @@
 //!    was not claimed found nothing ready at the instant of the abort,
 //!    which the try pass alone cannot promise.
 //! 4. **Unregister** every node (the claimed one is already unlinked), then
-//!    take the claimer's packet: a reservation, an exchange, or `RETRY`
+//!    take the claimer's packet: a reservation, an exchange, or `Packet::RETRY`
 //!    (the channel was closed or the peer gave up), which starts a new round.
 //!
 //! The selected operation is completed afterwards by
@@ -41,7 +41,7 @@ use corun_runtime::{WaitReason, park, park_deadline, yield_point};
 use super::err::{
     ReadyTimeoutError, RecvError, SelectTimeoutError, SendError, TryReadyError, TrySelectError,
 };
-use super::waiter::{Claimed, Ctx, Node, P_DONE, P_RESERVED, P_RETRY, rand_below};
+use super::waiter::{Claimed, Ctx, Node, Packet, rand_below};
 use super::{Receiver, Sender};
 
 /// What a committed operation secured; completed or cancelled later.
@@ -293,13 +293,20 @@ pub(crate) fn run<'a>(
             }
             continue;
         };
-        let token = match ctx.wait_packet(WaitReason::Select) {
-            P_RETRY => continue,
+        let packet = ctx.wait_packet(WaitReason::Select);
+        let token = if packet == Packet::RETRY {
+            continue;
+        } else if packet == Packet::DONE {
             // Observers, and arms with a slot that a sender filled.
-            P_DONE if ops[k].slot.is_null() => Token::None,
-            P_DONE => Token::Filled(ops[k].slot),
-            P_RESERVED => Token::Reserved { woken: true },
-            peer => Token::Exchange(peer as *const Ctx),
+            if ops[k].slot.is_null() {
+                Token::None
+            } else {
+                Token::Filled(ops[k].slot)
+            }
+        } else if packet == Packet::RESERVED {
+            Token::Reserved { woken: true }
+        } else {
+            Token::Exchange(packet.exchange_peer().expect("an exchange packet"))
         };
         return Some((ops[k], token));
     }

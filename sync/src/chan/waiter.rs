@@ -9,8 +9,8 @@
 //!    to `SELECTED + index` and unlinks the node. Only one CAS can succeed,
 //!    so a select waiting on many channels is completed by exactly one of
 //!    them; a claimer that loses the CAS just unlinks the stale node.
-//! 2. after the lock, it publishes a `packet` (`DONE`, `RETRY`, `RESERVED`,
-//!    or the address of its own `Ctx` for an exchange) with a release
+//! 2. after the lock, it publishes a [`Packet`] (`DONE`, `RETRY`, `RESERVED`,
+//!    or its own `Ctx` for an exchange) with a release
 //!    store, unparks the owner, and last sets `released`. The owner returns
 //!    (freeing its frame, which holds the `Ctx`) only after `released`, so
 //!    the claimer never touches a dead context.
@@ -125,24 +125,42 @@ pub(crate) const ABORTED: usize = 1;
 /// `SELECTED + i`: node `i` of the owner was claimed.
 const SELECTED: usize = 2;
 
-/// No packet yet.
-pub(crate) const P_EMPTY: usize = 0;
-/// The claimer moved the value into or out of the owner's slot (or, for an
-/// observer, the operation became ready).
-pub(crate) const P_DONE: usize = 1;
-/// Nothing was transferred: re-run the operation (the channel was closed,
-/// or the claimer's select was abandoned).
-pub(crate) const P_RETRY: usize = 2;
-/// A buffer slot (send) or a buffered message (receive) is reserved for the
-/// owner, which completes the transfer itself.
-pub(crate) const P_RESERVED: usize = 3;
-// Any other value is the address of the claimer's `Ctx` (aligned, > 3): the
-// claimer waits for the owner to move a value into or out of its slot.
+/// What a claimer hands the owner of the context it completes: one of the
+/// markers below, or (for an exchange) the claimer's own context. One
+/// pointer word, as the owner reads it from an atomic: the markers are the
+/// addresses 1-3, which no `Ctx` can have, and an exchange keeps the
+/// provenance of the claimer's context (an integer would lose it).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Packet(*const Ctx);
+
+impl Packet {
+    /// The claimer moved the value into or out of the owner's slot (or, for
+    /// an observer, the operation became ready).
+    pub(crate) const DONE: Packet = Packet(ptr::without_provenance(1));
+    /// Nothing was transferred: re-run the operation (the channel was
+    /// closed, or the claimer's select was abandoned).
+    pub(crate) const RETRY: Packet = Packet(ptr::without_provenance(2));
+    /// A buffer slot (send) or a buffered message (receive) is reserved for
+    /// the owner, which completes the transfer itself.
+    pub(crate) const RESERVED: Packet = Packet(ptr::without_provenance(3));
+
+    /// The claimer's own context: it waits for the owner to move a value
+    /// into or out of its slot (see [`Ctx::slot_of`]).
+    pub(crate) fn exchange(claimer: &Ctx) -> Packet {
+        Packet(claimer)
+    }
+
+    /// The claimer's context if this is an exchange packet.
+    pub(crate) fn exchange_peer(self) -> Option<*const Ctx> {
+        (self.0.addr() > Packet::RESERVED.0.addr()).then_some(self.0)
+    }
+}
 
 /// The shared state of one blocked operation.
 pub(crate) struct Ctx {
     state: AtomicUsize,
-    packet: AtomicUsize,
+    /// A [`Packet`]'s word, null until published.
+    packet: AtomicPtr<Ctx>,
     /// The slot (`*mut T`, holding the message for a send, to be filled for
     /// a receive) this context offers when it hands its own address to a
     /// peer as an exchange packet.
@@ -159,7 +177,7 @@ impl Ctx {
     pub(crate) fn new() -> Ctx {
         Ctx {
             state: AtomicUsize::new(WAITING),
-            packet: AtomicUsize::new(P_EMPTY),
+            packet: AtomicPtr::new(ptr::null_mut()),
             slot: AtomicPtr::new(ptr::null_mut()),
             unparker: sys::frame_unparker(),
             released: AtomicBool::new(false),
@@ -252,11 +270,11 @@ impl Ctx {
 
     /// After being claimed: waits for the claimer's packet, then for the
     /// claimer to be done with this context.
-    pub(crate) fn wait_packet(&self, reason: WaitReason) -> usize {
+    pub(crate) fn wait_packet(&self, reason: WaitReason) -> Packet {
         let p = loop {
             let p = self.packet.load(Ordering::Acquire);
-            if p != P_EMPTY {
-                break p;
+            if !p.is_null() {
+                break Packet(p);
             }
             park(reason);
         };
@@ -294,10 +312,10 @@ impl Ctx {
     /// packet) and has not completed it yet, so the owner still waits for
     /// its packet and then for the release, keeping `*ctx` alive until the
     /// final store below.
-    pub(crate) unsafe fn complete(ctx: *const Ctx, packet: usize) {
+    pub(crate) unsafe fn complete(ctx: *const Ctx, packet: Packet) {
         // SAFETY: alive until `released` is set, by the caller's contract.
         let c = unsafe { &*ctx };
-        c.packet.store(packet, Ordering::Release);
+        c.packet.store(packet.0.cast_mut(), Ordering::Release);
         // SAFETY: the owner waits in its frame for `released`, set below,
         // so its coroutine has not finished (or was abandoned by shutdown
         // there, and its task is leaked).
@@ -471,7 +489,7 @@ impl Queue {
             }
             if node.observer {
                 // SAFETY: just claimed, not completed.
-                unsafe { wakes.push(node.ctx, P_DONE) };
+                unsafe { wakes.push(node.ctx, Packet::DONE) };
                 continue;
             }
             return Some(Claimed {
@@ -482,11 +500,11 @@ impl Queue {
         None
     }
 
-    /// Claims every waiter and gives it `packet` (observers get `P_DONE`).
-    pub(crate) fn claim_all(&mut self, packet: usize, wakes: &mut Wakes) {
+    /// Claims every waiter and gives it `packet` (observers get `Packet::DONE`).
+    pub(crate) fn claim_all(&mut self, packet: Packet, wakes: &mut Wakes) {
         while let Some(node) = self.pop_front() {
             if node.claim() {
-                let p = if node.observer { P_DONE } else { packet };
+                let p = if node.observer { Packet::DONE } else { packet };
                 // SAFETY: just claimed, not completed.
                 unsafe { wakes.push(node.ctx, p) };
             }
@@ -507,7 +525,7 @@ impl Queue {
                 self.remove(node);
                 if node.claim() {
                     // SAFETY: just claimed, not completed.
-                    unsafe { wakes.push(node.ctx, P_DONE) };
+                    unsafe { wakes.push(node.ctx, Packet::DONE) };
                 }
             } else if !ctx.is_live_waiter() {
                 self.remove(node);
@@ -534,8 +552,8 @@ impl Queue {
 /// Completions decided under a lock, carried out after it is released
 /// (so the lock is never held across an unpark).
 pub(crate) struct Wakes {
-    first: Option<(*const Ctx, usize)>,
-    more: Vec<(*const Ctx, usize)>,
+    first: Option<(*const Ctx, Packet)>,
+    more: Vec<(*const Ctx, Packet)>,
 }
 
 impl Wakes {
@@ -553,7 +571,7 @@ impl Wakes {
     /// As for [`Ctx::complete`]; the claimer must call `wake` before
     /// anything could make it forget this completion.
     #[inline]
-    pub(crate) unsafe fn push(&mut self, ctx: *const Ctx, packet: usize) {
+    pub(crate) unsafe fn push(&mut self, ctx: *const Ctx, packet: Packet) {
         if self.first.is_none() {
             self.first = Some((ctx, packet));
         } else {
@@ -628,7 +646,7 @@ mod loom_tests {
 
     /// What a claimer does for node `index`: claim, then complete after
     /// "the lock" (nothing else runs between, as after a real lock release).
-    fn claim(ctx: &Ctx, index: usize, packet: usize) -> bool {
+    fn claim(ctx: &Ctx, index: usize, packet: Packet) -> bool {
         if !ctx.try_claim(index) {
             return false;
         }
@@ -649,10 +667,10 @@ mod loom_tests {
                 c.claim_sole(0);
                 // SAFETY: claimed above and not completed; the owner keeps
                 // `ctx` alive until `released`.
-                unsafe { Ctx::complete(&*c, P_DONE) };
+                unsafe { Ctx::complete(&*c, Packet::DONE) };
             });
             assert_eq!(ctx.wait(None, WaitReason::ChanReceive), Some(0));
-            assert_eq!(ctx.wait_packet(WaitReason::ChanReceive), P_DONE);
+            assert_eq!(ctx.wait_packet(WaitReason::ChanReceive), Packet::DONE);
             assert!(ctx.released.load(Ordering::Acquire));
             claimer.join().unwrap();
         });
@@ -663,14 +681,17 @@ mod loom_tests {
         loom::model(|| {
             let ctx = Arc::new(Ctx::new());
             let c = ctx.clone();
-            let claimer = loom::thread::spawn(move || assert!(claim(&c, 1, P_DONE)));
+            let claimer = loom::thread::spawn(move || assert!(claim(&c, 1, Packet::DONE)));
             assert_eq!(ctx.wait(None, WaitReason::ChanReceive), Some(1));
-            assert_eq!(ctx.wait_packet(WaitReason::ChanReceive), P_DONE);
+            assert_eq!(ctx.wait_packet(WaitReason::ChanReceive), Packet::DONE);
             // The owner may now free the context: the claimer is done.
             assert!(ctx.released.load(Ordering::Acquire));
             claimer.join().unwrap();
         });
     }
+
+    /// A different packet per claimer, to tell which one won.
+    const PACKETS: [Packet; 2] = [Packet::DONE, Packet::RETRY];
 
     #[test]
     fn loom_two_claimers_one_winner() {
@@ -680,11 +701,11 @@ mod loom_tests {
                 .into_iter()
                 .map(|i| {
                     let c = ctx.clone();
-                    loom::thread::spawn(move || claim(&c, i, P_DONE + i))
+                    loom::thread::spawn(move || claim(&c, i, PACKETS[i]))
                 })
                 .collect();
             let won = ctx.wait(None, WaitReason::Select).unwrap();
-            assert_eq!(ctx.wait_packet(WaitReason::Select), P_DONE + won);
+            assert_eq!(ctx.wait_packet(WaitReason::Select), PACKETS[won]);
             let wins: Vec<bool> = claimers.into_iter().map(|h| h.join().unwrap()).collect();
             assert_eq!(wins.iter().filter(|&&w| w).count(), 1);
             assert!(wins[won]);
@@ -696,14 +717,14 @@ mod loom_tests {
         loom::model(|| {
             let ctx = Arc::new(Ctx::new());
             let c = ctx.clone();
-            let claimer = loom::thread::spawn(move || claim(&c, 0, P_RETRY));
+            let claimer = loom::thread::spawn(move || claim(&c, 0, Packet::RETRY));
             // The owner's deadline passes now: it gives up, unless claimed.
             let outcome = ctx.abort();
             let claimed = match outcome {
                 None => false,
                 Some(i) => {
                     assert_eq!(i, 0);
-                    assert_eq!(ctx.wait_packet(WaitReason::ChanSend), P_RETRY);
+                    assert_eq!(ctx.wait_packet(WaitReason::ChanSend), Packet::RETRY);
                     true
                 }
             };
@@ -727,18 +748,19 @@ mod loom_tests {
                 assert!(o.try_claim(0));
                 // SAFETY: claimed, not completed; `mine` outlives the
                 // exchange (we wait for its packet and release below).
-                unsafe { Ctx::complete(&*o, &mine as *const Ctx as usize) };
-                assert_eq!(mine.wait_packet(WaitReason::ChanReceive), P_DONE);
+                unsafe { Ctx::complete(&*o, Packet::exchange(&mine)) };
+                assert_eq!(mine.wait_packet(WaitReason::ChanReceive), Packet::DONE);
                 assert!(m.load(Ordering::Acquire));
                 slot
             });
             assert_eq!(owner.wait(None, WaitReason::ChanSend), Some(0));
-            let peer = owner.wait_packet(WaitReason::ChanSend) as *const Ctx;
+            let packet = owner.wait_packet(WaitReason::ChanSend);
+            let peer = packet.exchange_peer().expect("an exchange packet");
             // SAFETY: the peer waits for our completion, so it is alive.
             unsafe {
                 move_msg(&42u32, Ctx::slot_of(peer).cast::<u32>());
                 moved.store(true, Ordering::Release);
-                Ctx::complete(peer, P_DONE);
+                Ctx::complete(peer, Packet::DONE);
             }
             assert_eq!(claimer.join().unwrap(), 42);
         });
