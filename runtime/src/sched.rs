@@ -260,7 +260,11 @@ impl P {
     /// # Safety
     /// As for `local`.
     unsafe fn push_next(&self, task: TaskRef, injector: &Injector<TaskRef>) -> bool {
-        let old = self.runnext.swap(task.into_raw(), Ordering::AcqRel);
+        // SeqCst: a push and the `wakep` after it read `npidle` and
+        // `nmspinning`, which Ms going idle or stopping spinning write
+        // before they look here (`has_work`): one of the two must see the
+        // other.
+        let old = self.runnext.swap(task.into_raw(), Ordering::SeqCst);
         if !old.is_null() {
             // SAFETY: see `take_runnext`; the caller holds the P.
             unsafe { self.push_local(TaskRef::from_raw(old), injector) };
@@ -1294,14 +1298,17 @@ impl M {
     fn stop_spinning(&mut self) {
         if self.spinning {
             self.spinning = false;
-            // The last spinner found work: if more is queued, start another
-            // so a burst spreads (Go does so unconditionally; for one task
-            // woken from a plain thread that M only wakes and parks again).
-            // Work queued after the look finds no spinner, so its producer
-            // calls `wakep` itself; a local push whose store that producer's
-            // check overtakes stays with its own P, and sysmon kicks an idle
-            // P for work left waiting.
+            // The last spinner found work: if more is queued and a P is
+            // idle, start another so a burst spreads. (Go starts one either
+            // way; for one task woken from a plain thread it only wakes and
+            // parks again.) Work pushed after our look finds no spinner: a
+            // push to a global queue or one that displaces a `runnext` is
+            // followed by its producer's own `wakep`, ordered against our
+            // decrement by its locked CAS or swap; a lone wake into
+            // `runnext` starts no M by design (see the module header) and
+            // waits for its P's holder, as it would with no spinner at all.
             if self.shared.nmspinning.fetch_sub(1, Ordering::SeqCst) == 1
+                && self.shared.npidle.load(Ordering::SeqCst) != 0
                 && self.shared.work_queued()
             {
                 self.shared.wakep();
