@@ -4,7 +4,7 @@
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use corun_runtime::{Builder, Runtime, go};
+use corun_runtime::{Builder, Runtime, WaitReason, go};
 
 const CHILD: &str = "CORUN_TEST_CHILD";
 
@@ -146,11 +146,24 @@ fn children() {
             // Built from the test's thread, whose output the harness
             // captures: the runtime's threads inherit that capture.
             let rt = Runtime::builder().workers(1).build().unwrap();
-            rt.block_on(|| {
-                // SAFETY: sending a signal to our own process.
-                unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
-                corun_runtime::sleep(Duration::from_secs(30));
-            });
+            let sleeper = rt.spawn(|| corun_runtime::sleep(Duration::from_secs(30)));
+            // Signal once the sleeper is parked, so the dump must show it
+            // waiting (signalled from the coroutine itself, the dump could
+            // come before its park and show it running).
+            let id = sleeper.id();
+            loop {
+                let live = rt.spawn(corun_runtime::coroutines).join().unwrap();
+                if live
+                    .iter()
+                    .any(|c| c.id == id && c.wait_reason == WaitReason::Sleep)
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            // SAFETY: sending a signal to our own process.
+            unsafe { libc::kill(libc::getpid(), libc::SIGQUIT) };
+            let _ = sleeper.join();
             println!("unreachable");
         }
         other => panic!("unknown child {other}"),
