@@ -432,3 +432,92 @@ fn deadline_waits_are_woken_by_the_hand_off() {
         }
     });
 }
+
+/// Timeouts racing hand-offs: both sides give up after a few
+/// microseconds, so deadlines expire while a partner is claiming them.
+/// An operation that timed out must not have happened, one that succeeded
+/// must have happened exactly once: what the receiver got is exactly, in
+/// order, what the sender was told it sent. Rendezvous and buffered, plain
+/// timed operations and selects with a timed `default`, all four
+/// placements.
+#[test]
+fn timed_out_operations_never_happen_and_completed_ones_happen_once() {
+    let per_run = scaled(20_000);
+    let run = move |cap: usize, sender_coro: bool, receiver_coro: bool| {
+        let (s, r) = bounded::<u64>(cap);
+        let sender = spawn(sender_coro, move || {
+            let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ cap as u64);
+            let mut sent = Vec::new();
+            for seq in 0..per_run {
+                let wait = Duration::from_micros(rng.below(30));
+                let ok = if seq % 2 == 0 {
+                    s.send_timeout(seq, wait).is_ok()
+                } else {
+                    select! {
+                        send(s, seq) -> res => res.is_ok(),
+                        default(wait) => false,
+                    }
+                };
+                if ok {
+                    sent.push(seq);
+                }
+            }
+            sent
+        });
+        let receiver = spawn(receiver_coro, move || {
+            let mut rng = Rng(0x2545_f491_4f6c_dd1d ^ cap as u64);
+            let mut got = Vec::new();
+            loop {
+                // Now and then arrive late, so the sender's deadlines
+                // expire too.
+                if rng.below(4) == 0 {
+                    for _ in 0..rng.below(2_000) {
+                        std::hint::spin_loop();
+                    }
+                }
+                let wait = Duration::from_micros(rng.below(30));
+                let res = if rng.below(2) == 0 {
+                    r.recv_timeout(wait)
+                } else {
+                    select! {
+                        recv(r) -> v => v.map_err(|_| RecvTimeoutError::Disconnected),
+                        default(wait) => Err(RecvTimeoutError::Timeout),
+                    }
+                };
+                match res {
+                    Ok(v) => got.push(v),
+                    Err(RecvTimeoutError::Timeout) => {}
+                    Err(RecvTimeoutError::Disconnected) => return got,
+                }
+            }
+        });
+        let sent = sender();
+        let got = receiver();
+        assert!(
+            !sent.is_empty(),
+            "cap {cap}: no send completed in {per_run} tries"
+        );
+        if got != sent {
+            let at = got.iter().zip(&sent).take_while(|(g, s)| g == s).count();
+            panic!(
+                "cap {cap}, sender in a {}, receiver in a {}: {} received, {} sent; \
+                 first difference at #{at}: received {:?}, sent {:?}",
+                if sender_coro { "coroutine" } else { "thread" },
+                if receiver_coro { "coroutine" } else { "thread" },
+                got.len(),
+                sent.len(),
+                got.get(at),
+                sent.get(at),
+            );
+        }
+    };
+    within(LIMIT, move || {
+        for cap in [0, 1] {
+            for (sender_coro, receiver_coro) in
+                [(true, false), (false, true), (true, true), (false, false)]
+            {
+                run(cap, sender_coro, receiver_coro);
+            }
+        }
+    });
+}
