@@ -353,10 +353,21 @@ fn select_default_is_linearizable() {
     });
 }
 
-fn gave_up((waiter, other): (&str, &str), round: u64, how: &str) -> ! {
+/// Every way to place two sides: (first in a coroutine, second in a
+/// coroutine).
+const PLACEMENTS: [(bool, bool); 4] = [(true, false), (false, true), (true, true), (false, false)];
+
+/// What a side runs in, for failure messages.
+fn runs_in(coro: bool) -> &'static str {
+    if coro { "coroutine" } else { "thread" }
+}
+
+fn gave_up(waiter_coro: bool, other_coro: bool, round: u64, how: &str) -> ! {
     panic!(
-        "round {round} ({how}; waiter in a {waiter}, other side in a {other}): the \
-         deadline passed although the other side was ready within 400 us"
+        "round {round} ({how}; waiter in a {}, other side in a {}): the deadline \
+         passed although the other side was ready within 400 us",
+        runs_in(waiter_coro),
+        runs_in(other_coro),
     )
 }
 
@@ -393,28 +404,26 @@ fn deadline_waits_are_woken_by_the_hand_off() {
                 }
             }
         });
-        let places = if waiter_coro { "coroutine" } else { "thread" };
-        let places = (places, if other_coro { "coroutine" } else { "thread" });
         let waiter = spawn(waiter_coro, move || {
             for round in 0..rounds {
                 match round % 4 {
                     0 => select! {
                         recv(r_lose) -> _ => unreachable!("nobody sends on it"),
                         recv(r) -> v => assert_eq!(v, Ok(round)),
-                        default(DEADLINE) => gave_up(places, round, "select receive"),
+                        default(DEADLINE) => gave_up(waiter_coro, other_coro, round, "select receive"),
                     },
                     1 => select! {
                         send(s_lose, round) -> _ => unreachable!("nobody receives on it"),
                         send(s, round) -> res => res.unwrap(),
-                        default(DEADLINE) => gave_up(places, round, "select send"),
+                        default(DEADLINE) => gave_up(waiter_coro, other_coro, round, "select send"),
                     },
                     2 => match r.recv_timeout(DEADLINE) {
                         Ok(v) => assert_eq!(v, round),
-                        Err(_) => gave_up(places, round, "recv_timeout"),
+                        Err(_) => gave_up(waiter_coro, other_coro, round, "recv_timeout"),
                     },
                     _ => {
                         if s.send_timeout(round, DEADLINE).is_err() {
-                            gave_up(places, round, "send_timeout")
+                            gave_up(waiter_coro, other_coro, round, "send_timeout")
                         }
                     }
                 }
@@ -425,9 +434,7 @@ fn deadline_waits_are_woken_by_the_hand_off() {
         other();
     };
     within(LIMIT, move || {
-        for (waiter_coro, other_coro) in
-            [(true, false), (false, true), (true, true), (false, false)]
-        {
+        for (waiter_coro, other_coro) in PLACEMENTS {
             run(waiter_coro, other_coro);
         }
     });
@@ -502,8 +509,8 @@ fn timed_out_operations_never_happen_and_completed_ones_happen_once() {
             panic!(
                 "cap {cap}, sender in a {}, receiver in a {}: {} received, {} sent; \
                  first difference at #{at}: received {:?}, sent {:?}",
-                if sender_coro { "coroutine" } else { "thread" },
-                if receiver_coro { "coroutine" } else { "thread" },
+                runs_in(sender_coro),
+                runs_in(receiver_coro),
                 got.len(),
                 sent.len(),
                 got.get(at),
@@ -513,9 +520,7 @@ fn timed_out_operations_never_happen_and_completed_ones_happen_once() {
     };
     within(LIMIT, move || {
         for cap in [0, 1] {
-            for (sender_coro, receiver_coro) in
-                [(true, false), (false, true), (true, true), (false, false)]
-            {
+            for (sender_coro, receiver_coro) in PLACEMENTS {
                 run(cap, sender_coro, receiver_coro);
             }
         }
